@@ -1,0 +1,31 @@
+"""Installs gara_model (pure PyTorch). gara_ros is built by CMakeLists.txt (colcon or scripts/setup.sh)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="gara",
+    version="0.1.0",
+    description="GaRA-SAM: robust promptable segmentation with gated-rank adapters on a frozen SAM",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["gara_model", "gara_model.*"]),
+    package_data={"gara_model": ["assets/*", "configs/*.yaml"]},
+    install_requires=[
+        # torch/torchvision are not pinned: users bring the build that matches their CUDA.
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "segment-anything>=1.0",
+        "safetensors>=0.4",
+        "numpy>=1.24",
+        "opencv-python-headless>=4.8",
+        "pyyaml>=6.0",
+        "tqdm>=4.60",
+        "pycocotools>=2.0.7",
+        "albumentations>=2.0,<2.1",
+        "imagecorruptions-imaug>=1.1.5",
+        "scipy>=1.10",
+        "tensorboard>=2.14",
+        "matplotlib>=3.7",
+        "imageio>=2.30",
+    ],
+    extras_require={"dev": ["pytest>=7"]},
+)
