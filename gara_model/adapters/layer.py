@@ -1,0 +1,91 @@
+"""The gated-rank adapter layer that wraps SAM's fused qkv projection (peft-style `base_layer`)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gara_model.adapters.variants import VARIANTS, Gates
+from gara_model.config import PROJECTIONS, GaraConfig
+
+
+class GatedRankAdapter(nn.Module):
+    """Rank-1 components b_i a_i^T for one D x K projection, plus the gate that switches them per image.
+
+    lora_A: r x K (rows a_i^T), lora_B: D x r (columns b_i), r = sum(config.ranks); the first r_L components
+    form the lower-rank set, the rest the higher-rank set. lora_B starts at zero, so a fresh adapter is a no-op.
+    """
+
+    def __init__(self, in_features: int, out_features: int, config: GaraConfig) -> None:
+        super().__init__()
+        rank = sum(config.ranks)
+        self.lora_A = nn.Parameter(torch.empty(rank, in_features))
+        self.lora_B = nn.Parameter(torch.zeros(out_features, rank))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.gate = VARIANTS[config.variant](in_features, config.ranks, config.gate_hidden_dim, config.tau)
+
+    def delta_weight(self, coefficients: torch.Tensor) -> torch.Tensor:
+        """Delta W = B diag(c) A for each image: coefficients B x r -> B x D x K."""
+        return (self.lora_B * coefficients[:, None, :]) @ self.lora_A
+
+    def delta(self, x: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+        """Delta W x without forming Delta W: x B x N x K, coefficients B x r -> B x N x D."""
+        return ((x @ self.lora_A.T) * coefficients[:, None, :]) @ self.lora_B.T
+
+
+class GaraLinear(nn.Module):
+    """SAM's fused qkv `nn.Linear` (3C x C, output rows [q | k | v]) with one gated-rank adapter per projection.
+
+    The frozen `base_layer` is never modified. Two equal paths compute W0 x + Delta W(gates) x:
+    - unmerged (training, or several images): base_layer(x) + B diag(c) A x;
+    - merged (inference on one image): a single linear call with W0 + Delta W(gates) built for that image.
+    """
+
+    def __init__(self, base_layer: nn.Linear, config: GaraConfig) -> None:
+        super().__init__()
+        dim = base_layer.in_features
+        if base_layer.out_features != len(PROJECTIONS) * dim:
+            raise ValueError(f"base_layer must be a fused qkv Linear ({3 * dim} x {dim}), got {tuple(base_layer.weight.shape)}")
+        self.base_layer = base_layer
+        self.config = config
+        self.adapters = nn.ModuleDict({name: GatedRankAdapter(dim, dim, config) for name in config.projections})
+        self.enabled = True
+        self.merged_inference = True
+
+    def gate(self, feature: torch.Tensor) -> dict[str, Gates]:
+        """Per-image gates of every adapted projection from the gating feature f(x) (B x C)."""
+        return {name: adapter.gate(feature) for name, adapter in self.adapters.items()}
+
+    def delta_weight(self, gates: dict[str, Gates]) -> torch.Tensor:
+        """The qkv weight update for each image: B x 3C x C (zero rows for projections without an adapter)."""
+        dim = self.base_layer.in_features
+        num_images = next(iter(gates.values())).coefficients.shape[0]
+        delta = self.base_layer.weight.new_zeros(num_images, len(PROJECTIONS) * dim, dim)
+        for rows, name in self._adapted_rows():
+            delta[:, rows] = self.adapters[name].delta_weight(gates[name].coefficients)
+        return delta
+
+    def forward(self, x: torch.Tensor, gates: dict[str, Gates] | None) -> torch.Tensor:
+        """x: (B * windows) x ... x C, grouped by image as SAM's window_partition leaves it -> ... x 3C."""
+        if not self.enabled or gates is None:
+            return self.base_layer(x)
+        num_images = next(iter(gates.values())).coefficients.shape[0]
+        if num_images == 1 and self.merged_inference and not self.training:
+            weight = self.base_layer.weight + self.delta_weight(gates)[0]
+            return F.linear(x, weight, self.base_layer.bias)
+        out = self.base_layer(x)
+        per_image_in = x.reshape(num_images, -1, x.shape[-1])  # B x N x C, all windows of an image together
+        per_image_out = out.view(num_images, -1, out.shape[-1])  # B x N x 3C, a view of out
+        for rows, name in self._adapted_rows():
+            per_image_out[..., rows] += self.adapters[name].delta(per_image_in, gates[name].coefficients)
+        return out
+
+    def _adapted_rows(self):
+        """(slice of qkv output rows, projection name) for every adapted projection."""
+        dim = self.base_layer.in_features
+        for i, name in enumerate(PROJECTIONS):
+            if name in self.adapters:
+                yield slice(i * dim, (i + 1) * dim), name

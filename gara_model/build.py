@@ -1,0 +1,107 @@
+"""Builders: SAM from segment_anything's own classes (official variants and a tiny one), plus GaRA adapters.
+
+SAM hyper-parameters live here only: the official ones in segment_anything's `sam_model_registry`,
+the tiny one (tests, the embedded default) in `build_sam_tiny`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import partial
+from pathlib import Path
+
+import torch
+from segment_anything import sam_model_registry
+from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+from gara_model.checkpoint import load_adapter, load_sam_weights, read_adapter_config
+from gara_model.config import GaraConfig
+from gara_model.modeling import inject_adapters
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_TINY_CHECKPOINT = Path(__file__).parent / "assets" / "tiny_sam.safetensors"
+_PIXEL_MEAN = [123.675, 116.28, 103.53]
+_PIXEL_STD = [58.395, 57.12, 57.375]
+
+
+def build_sam_tiny(image_size: int = 128) -> Sam:
+    """A small SAM (about 0.7 M parameters) from segment_anything's classes: 8 x 8 patches, 96-d, 4 blocks."""
+    patch_size, prompt_dim = 8, 64
+    grid = image_size // patch_size
+    return Sam(
+        image_encoder=ImageEncoderViT(
+            img_size=image_size,
+            patch_size=patch_size,
+            embed_dim=96,
+            depth=4,
+            num_heads=4,
+            mlp_ratio=4,
+            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+            qkv_bias=True,
+            use_rel_pos=True,
+            global_attn_indexes=(1, 3),
+            window_size=6,
+            out_chans=prompt_dim,
+        ),
+        prompt_encoder=PromptEncoder(
+            embed_dim=prompt_dim,
+            image_embedding_size=(grid, grid),
+            input_image_size=(image_size, image_size),
+            mask_in_chans=16,
+        ),
+        mask_decoder=MaskDecoder(
+            num_multimask_outputs=3,
+            transformer=TwoWayTransformer(depth=2, embedding_dim=prompt_dim, mlp_dim=256, num_heads=4),
+            transformer_dim=prompt_dim,
+            iou_head_depth=3,
+            iou_head_hidden_dim=64,
+        ),
+        pixel_mean=_PIXEL_MEAN,
+        pixel_std=_PIXEL_STD,
+    )
+
+
+SAM_BUILDERS = {
+    "vit_b": sam_model_registry["vit_b"],
+    "vit_l": sam_model_registry["vit_l"],
+    "vit_h": sam_model_registry["vit_h"],
+    "tiny": build_sam_tiny,
+}
+
+
+def build_sam(variant: str = "vit_b", checkpoint: str | os.PathLike | None = None) -> Sam:
+    """A plain SAM in eval mode; weights from `checkpoint` (official .pth or our .safetensors), else random."""
+    if variant not in SAM_BUILDERS:
+        raise ValueError(f"SAM variant must be one of {sorted(SAM_BUILDERS)}, got {variant!r}")
+    sam = SAM_BUILDERS[variant]()
+    if checkpoint is not None:
+        load_sam_weights(sam, checkpoint, variant)
+    return sam.eval()
+
+
+def build_gara_sam(
+    variant: str = "vit_b",
+    checkpoint: str | os.PathLike | None = None,
+    config: GaraConfig | None = None,
+    adapter: str | os.PathLike | None = None,
+) -> Sam:
+    """SAM with gated-rank adapters: a fresh `config` (default GaraConfig()), or the trained `adapter` file."""
+    sam = build_sam(variant, checkpoint)
+    if adapter is not None:
+        stored, _ = read_adapter_config(adapter)
+        if config is not None and config != stored:
+            raise ValueError(f"config {config} differs from the one stored in adapter {Path(adapter)}: {stored}")
+        return load_adapter(sam, adapter)
+    return inject_adapters(sam, config or GaraConfig())
+
+
+def load_embedded_sam() -> Sam:
+    """The tiny SAM trained on clean synthetic scenes that ships inside the package (no download needed)."""
+    if not EMBEDDED_TINY_CHECKPOINT.is_file():
+        log.warning("embedded tiny SAM weights %s are missing: using random weights", EMBEDDED_TINY_CHECKPOINT)
+        torch.manual_seed(0)
+        return build_sam("tiny")
+    log.info("no SAM checkpoint given: using the embedded tiny SAM (%s)", EMBEDDED_TINY_CHECKPOINT.name)
+    return build_sam("tiny", EMBEDDED_TINY_CHECKPOINT)

@@ -1,0 +1,28 @@
+"""SAM's image-encoder block and attention, rebuilt around the gated-rank adapters."""
+
+from gara_model.modeling.block import GaraBlock, gating_feature
+from gara_model.modeling.inject import (
+    ParameterCount,
+    adapter_state_dict,
+    adapter_layers,
+    count_parameters,
+    gara_config,
+    inject_adapters,
+    mark_only_adapters_trainable,
+    set_adapters_enabled,
+    set_merged_inference,
+)
+
+__all__ = [
+    "GaraBlock",
+    "ParameterCount",
+    "adapter_state_dict",
+    "adapter_layers",
+    "count_parameters",
+    "gara_config",
+    "gating_feature",
+    "inject_adapters",
+    "mark_only_adapters_trainable",
+    "set_adapters_enabled",
+    "set_merged_inference",
+]

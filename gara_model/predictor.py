@@ -1,0 +1,206 @@
+"""GaraPredictor: set an image once (the gated, merged encoder runs once), then prompt any number of objects."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from segment_anything.modeling import Sam
+from segment_anything.utils.transforms import ResizeLongestSide
+
+from gara_model.device import autocast, resolve_device
+from gara_model.modeling import adapter_layers
+from gara_model.modeling.introspection import GateSummary, record_gates, summarize_gates
+
+
+@dataclass
+class ObjectPrompt:
+    """Prompts for one object, in pixel coordinates of the original image.
+
+    points: N x 2 (X, Y), labels: N (1 foreground, 0 background), box: 4 (XYXY) or None.
+    """
+
+    object_id: str = ""
+    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
+    box: np.ndarray | None = None
+
+
+@dataclass
+class Prediction:
+    """Per-object outputs, in the order of the prompts. O objects, C masks each (1, or 3 with multimask)."""
+
+    masks: np.ndarray  # O x C x H x W bool, at the original image size
+    iou_scores: np.ndarray  # O x C float32, the decoder's predicted IoU
+    low_res_logits: np.ndarray  # O x C x h x w float32 (h = w = 4 x the embedding grid)
+    gates: GateSummary | None  # the image's adapter decisions; None for a model without adapters
+
+
+def validate_prompt(prompt: ObjectPrompt, index: int, image_size: tuple[int, int]) -> ObjectPrompt:
+    """Checked copy of a prompt (box clipped to the image); ValueError naming the object for bad input."""
+    name = f"object {prompt.object_id!r}" if prompt.object_id else f"object #{index}"
+    height, width = image_size
+    points = np.asarray(prompt.points, dtype=np.float32).reshape(-1, 2) if np.size(prompt.points) else np.zeros((0, 2), np.float32)
+    labels = np.asarray(prompt.labels).reshape(-1)
+    if len(labels) != len(points):
+        raise ValueError(f"{name}: {len(points)} points but {len(labels)} labels")
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"{name}: point labels must be 1 (foreground) or 0 (background), got {sorted(set(labels.tolist()))}")
+    if not np.isfinite(points).all():
+        raise ValueError(f"{name}: points contain NaN or infinity")
+    outside = (points[:, 0] < 0) | (points[:, 0] > width) | (points[:, 1] < 0) | (points[:, 1] > height)
+    if outside.any():
+        raise ValueError(f"{name}: point {points[outside][0].tolist()} is outside the {width} x {height} image")
+    box = None
+    if prompt.box is not None:
+        box = np.asarray(prompt.box, dtype=np.float32).reshape(-1)
+        if box.shape != (4,) or not np.isfinite(box).all():
+            raise ValueError(f"{name}: box must be 4 finite numbers x1, y1, x2, y2, got {prompt.box}")
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise ValueError(f"{name}: box {box.tolist()} has x2 <= x1 or y2 <= y1")
+        box = np.clip(box, 0, [width, height, width, height]).astype(np.float32)
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise ValueError(f"{name}: box {prompt.box} lies outside the {width} x {height} image")
+    if len(points) == 0 and box is None:
+        raise ValueError(f"{name}: empty prompt, give at least one point or a box")
+    return ObjectPrompt(object_id=prompt.object_id, points=points, labels=labels.astype(np.int64), box=box)
+
+
+class GaraPredictor:
+    """SamPredictor's workflow for GaRA-SAM (or plain SAM): `set_image` once, `predict` many objects at once."""
+
+    def __init__(self, model: Sam, device: str | torch.device = "auto", precision: str = "auto") -> None:
+        self.device = resolve_device(device)
+        self.precision = precision
+        autocast(self.device, precision)  # validates the precision name now, not at the first image
+        self.model = model.to(self.device).eval()
+        self.transform = ResizeLongestSide(model.image_encoder.img_size)
+        self.reset_image()
+
+    @classmethod
+    def from_files(
+        cls,
+        sam_variant: str = "vit_b",
+        checkpoint: str | os.PathLike | None = None,
+        adapter: str | os.PathLike | None = None,
+        device: str | torch.device = "auto",
+        precision: str = "auto",
+    ) -> "GaraPredictor":
+        """SAM `checkpoint` (+ optional `adapter` file); with no checkpoint, the embedded tiny model."""
+        from gara_model.build import build_gara_sam, build_sam, load_embedded_sam
+
+        if checkpoint is None:
+            model = load_embedded_sam()
+            if adapter is not None:
+                from gara_model.checkpoint import load_adapter
+
+                load_adapter(model, adapter)
+        elif adapter is None:
+            model = build_sam(sam_variant, checkpoint)
+        else:
+            model = build_gara_sam(sam_variant, checkpoint, adapter=adapter)
+        return cls(model, device=device, precision=precision)
+
+    @property
+    def model_name(self) -> str:
+        encoder = self.model.image_encoder
+        kind = "GaRA-SAM" if adapter_layers(self.model) else "SAM"
+        return f"{kind} (embed {encoder.patch_embed.proj.out_channels}, depth {len(encoder.blocks)}, input {encoder.img_size})"
+
+    def reset_image(self) -> None:
+        self.features: torch.Tensor | None = None
+        self.gates: GateSummary | None = None
+        self.original_size: tuple[int, int] | None = None
+        self.input_size: tuple[int, int] | None = None
+
+    @torch.no_grad()
+    def set_image(self, image: np.ndarray, image_format: str = "RGB") -> None:
+        """image: H x W x 3 uint8 in `image_format` ("RGB" or "BGR"). Runs the image encoder once."""
+        if image_format not in ("RGB", "BGR"):
+            raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            got = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            raise ValueError(f"image must be an H x W x 3 uint8 array, got {got}")
+        if image_format == "BGR":
+            image = image[..., ::-1]
+        resized = self.transform.apply_image(np.ascontiguousarray(image))
+        tensor = torch.as_tensor(resized, device=self.device).permute(2, 0, 1).contiguous()[None]
+        self.set_torch_image(tensor, image.shape[:2])
+
+    @torch.no_grad()
+    def set_torch_image(self, transformed_image: torch.Tensor, original_size: tuple[int, int]) -> None:
+        """transformed_image: 1 x 3 x H x W, longest side resized to the encoder's input size (ResizeLongestSide)."""
+        self.reset_image()
+        with record_gates(self.model) as records, autocast(self.device, self.precision):
+            features = self.model.image_encoder(self.model.preprocess(transformed_image.float()))
+        self.features = features.float()
+        summaries = summarize_gates(records)
+        self.gates = summaries[0] if summaries else None
+        self.original_size = tuple(original_size)
+        self.input_size = tuple(transformed_image.shape[-2:])
+
+    @torch.no_grad()
+    def predict(
+        self,
+        objects: list[ObjectPrompt],
+        multimask_output: bool = False,
+        mask_threshold: float | None = None,
+    ) -> Prediction:
+        """All objects decoded in batches of equal prompt layout (same number of points, box or not)."""
+        if self.features is None:
+            raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
+        if not objects:
+            raise ValueError("objects is empty: give at least one ObjectPrompt")
+        prompts = [validate_prompt(p, i, self.original_size) for i, p in enumerate(objects)]
+        groups: dict[tuple[int, bool], list[int]] = {}
+        for i, p in enumerate(prompts):
+            groups.setdefault((len(p.points), p.box is not None), []).append(i)
+        low_res = [None] * len(prompts)
+        scores = [None] * len(prompts)
+        for (num_points, has_box), members in groups.items():
+            coords = labels = boxes = None
+            if num_points:
+                points = np.stack([prompts[i].points for i in members])
+                coords = torch.as_tensor(self.transform.apply_coords(points, self.original_size), device=self.device)
+                labels = torch.as_tensor(np.stack([prompts[i].labels for i in members]), device=self.device)
+            if has_box:
+                box = np.stack([prompts[i].box for i in members])
+                boxes = torch.as_tensor(self.transform.apply_boxes(box, self.original_size), device=self.device)
+            group_logits, group_scores = self.predict_torch(coords, labels, boxes, multimask_output)
+            for j, i in enumerate(members):
+                low_res[i], scores[i] = group_logits[j], group_scores[j]
+        low_res_logits = torch.stack(low_res)  # O x C x h x w
+        masks = self.model.postprocess_masks(low_res_logits, self.input_size, self.original_size)
+        threshold = self.model.mask_threshold if mask_threshold is None else mask_threshold
+        return Prediction(
+            masks=(masks > threshold).cpu().numpy(),
+            iou_scores=torch.stack(scores).float().cpu().numpy(),
+            low_res_logits=low_res_logits.float().cpu().numpy(),
+            gates=self.gates,
+        )
+
+    @torch.no_grad()
+    def predict_torch(
+        self,
+        point_coords: torch.Tensor | None,
+        point_labels: torch.Tensor | None,
+        boxes: torch.Tensor | None,
+        multimask_output: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompts already in the resized frame: point_coords O x N x 2, point_labels O x N, boxes O x 4.
+
+        Returns low-res mask logits O x C x h x w and predicted IoU O x C.
+        """
+        points = (point_coords.float(), point_labels) if point_coords is not None else None
+        with autocast(self.device, self.precision):
+            sparse, dense = self.model.prompt_encoder(points=points, boxes=None if boxes is None else boxes.float(), masks=None)
+            low_res, iou = self.model.mask_decoder(
+                image_embeddings=self.features,
+                image_pe=self.model.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=multimask_output,
+            )
+        return low_res.float(), iou.float()
