@@ -16,4 +16,4 @@ def binary_gate(logits: torch.Tensor, tau: float, training: bool) -> torch.Tenso
     u = torch.rand_like(logits).clamp_(torch.finfo(logits.dtype).tiny, 1.0 - torch.finfo(logits.dtype).eps)
     soft = torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / tau)
     hard = (soft > 0.5).to(logits.dtype)
-    return hard + soft - soft.detach()
+    return hard + (soft - soft.detach())  # exactly `hard` forward; d/dlogit of `soft` backward

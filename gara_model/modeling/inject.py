@@ -23,7 +23,7 @@ def inject_adapters(sam: Sam, config: GaraConfig) -> Sam:
     for i in indices:
         if not 0 <= i < len(blocks):
             raise ValueError(f"blocks: index {i} is out of range for an image encoder with {len(blocks)} blocks")
-        blocks[i] = GaraBlock(blocks[i], config)
+        blocks[i] = GaraBlock(blocks[i], config).train(blocks[i].training)  # new gates follow the model's mode
     mark_only_adapters_trainable(sam)
     return sam
 

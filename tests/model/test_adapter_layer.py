@@ -1,0 +1,101 @@
+"""The adapter layer against the paper's update rule, eq. 2-7, for every variant."""
+
+import pytest
+import torch
+from torch import nn
+
+from gara_model.adapters import GaraLinear, Gates
+from gara_model.config import GaraConfig
+
+DIM = 12
+
+
+def make_layer(config: GaraConfig, seed: int = 0) -> GaraLinear:
+    torch.manual_seed(seed)
+    layer = GaraLinear(nn.Linear(DIM, 3 * DIM), config)
+    with torch.no_grad():
+        for adapter in layer.adapters.values():
+            adapter.lora_B.normal_(0, 0.5)
+    return layer.eval()
+
+
+def closed_form_delta(adapter, z_space, z_low, z_high, r_low):
+    """(1 - z_space) sum_i z^L_i b^L_i a^L_i^T + z_space sum_j z^H_j b^H_j a^H_j^T, written out term by term."""
+    A, B = adapter.lora_A, adapter.lora_B
+    delta = torch.zeros(B.shape[0], A.shape[1])
+    for i in range(r_low):
+        delta += (1 - z_space) * z_low[i] * torch.outer(B[:, i], A[i])
+    for j in range(len(z_high)):
+        delta += z_space * z_high[j] * torch.outer(B[:, r_low + j], A[r_low + j])
+    return delta
+
+
+@pytest.mark.parametrize("z_space", [0.0, 1.0])
+def test_delta_weight_equals_closed_form_with_forced_gates(z_space):
+    config = GaraConfig(variant="gara", ranks=(3, 5), gate_hidden_dim=8)
+    layer = make_layer(config)
+    adapter = layer.adapters["k"]
+    z_low, z_high = torch.tensor([1.0, 0.0, 1.0]), torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0])
+    c = torch.cat([(1 - z_space) * z_low, z_space * z_high])[None]
+    expected = closed_form_delta(adapter, z_space, z_low, z_high, r_low=3)
+    assert torch.allclose(adapter.delta_weight(c)[0], expected, atol=1e-6)
+
+
+def test_gara_gates_build_the_coefficients_of_the_chosen_space():
+    config = GaraConfig(variant="gara", ranks=(3, 5), gate_hidden_dim=8)
+    adapter = make_layer(config).adapters["q"]
+    gates = adapter.gate(torch.randn(6, DIM) * 3)
+    space = gates.rank_space[:, None]
+    assert torch.equal(gates.coefficients, torch.cat([(1 - space) * gates.components[:, :3], space * gates.components[:, 3:]], dim=1))
+    assert set(gates.rank_space.unique().tolist()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        GaraConfig(variant="gara", ranks=(3, 5), gate_hidden_dim=8),
+        GaraConfig(variant="gara_unified", ranks=(6,), gate_hidden_dim=8),
+        GaraConfig(variant="lora", ranks=(4,)),
+        GaraConfig(variant="gara", ranks=(2, 4), projections=("q", "v")),
+    ],
+    ids=["gara", "gara_unified", "lora", "gara_q_v_only"],
+)
+def test_output_is_base_plus_delta_x_on_both_paths(config):
+    layer = make_layer(config)
+    x = torch.randn(2 * 4, 3, 3, DIM)  # 2 images of 4 windows each, grouped by image
+    gates = layer.gate(torch.randn(2, DIM))
+    delta = layer.delta_weight(gates)  # 2 x 3C x C
+    expected = torch.cat([layer.base_layer(x[:4]) + x[:4] @ delta[0].T, layer.base_layer(x[4:]) + x[4:] @ delta[1].T])
+    assert torch.allclose(layer(x, gates), expected, atol=1e-5)
+    for name in {"q", "k", "v"} - set(config.projections):
+        rows = slice("qkv".index(name) * DIM, ("qkv".index(name) + 1) * DIM)
+        assert torch.equal(delta[:, rows], torch.zeros_like(delta[:, rows]))
+    single = {k: Gates(g.coefficients[:1], None, None) for k, g in gates.items()}
+    layer.merged_inference = True
+    merged = layer(x[:4], single)
+    layer.merged_inference = False
+    unmerged = layer(x[:4], single)
+    assert torch.allclose(merged, unmerged, atol=1e-5)
+    assert torch.allclose(merged, expected[:4], atol=1e-5)
+
+
+def test_fresh_adapter_is_exactly_the_base_layer():
+    layer = GaraLinear(nn.Linear(DIM, 3 * DIM), GaraConfig(ranks=(2, 4), gate_hidden_dim=8)).eval()
+    x = torch.randn(1, 5, 5, DIM)
+    gates = layer.gate(x.mean(dim=(1, 2)))
+    assert torch.equal(layer(x, gates), layer.base_layer(x))
+    layer.train()
+    assert torch.equal(layer(x, layer.gate(x.mean(dim=(1, 2)))), layer.base_layer(x))
+
+
+def test_base_weight_is_never_modified():
+    layer = make_layer(GaraConfig(ranks=(2, 4), gate_hidden_dim=8))
+    before = layer.base_layer.weight.detach().clone()
+    x = torch.randn(1, 4, 4, DIM)
+    layer(x, layer.gate(x.mean(dim=(1, 2))))
+    assert torch.equal(layer.base_layer.weight, before)
+
+
+def test_rejects_a_linear_that_is_not_a_fused_qkv():
+    with pytest.raises(ValueError, match="fused qkv"):
+        GaraLinear(nn.Linear(DIM, DIM), GaraConfig())

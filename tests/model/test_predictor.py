@@ -1,0 +1,128 @@
+"""GaraPredictor: several objects per call, every prompt layout, bad prompts."""
+
+import numpy as np
+import pytest
+import torch
+from segment_anything import SamPredictor
+
+from gara_model.predictor import GaraPredictor, ObjectPrompt
+
+from .tiny import make_gara
+
+
+@pytest.fixture
+def image():
+    rng = np.random.default_rng(0)
+    img = (rng.random((96, 160, 3)) * 60).astype(np.uint8)
+    img[30:70, 40:100] = (200, 80, 40)
+    return img
+
+
+@pytest.fixture
+def predictor(tiny_sam, image):
+    p = GaraPredictor(make_gara(tiny_sam), device="cpu")
+    p.set_image(image)
+    return p
+
+
+OBJECTS = [
+    ObjectPrompt("point", points=np.array([[70.0, 50.0]]), labels=np.array([1])),
+    ObjectPrompt("box", box=np.array([40.0, 30.0, 100.0, 70.0])),
+    ObjectPrompt("both", points=np.array([[70.0, 50.0], [5.0, 5.0]]), labels=np.array([1, 0]), box=np.array([35, 25, 105, 75])),
+    ObjectPrompt("point2", points=np.array([[20.0, 80.0]]), labels=np.array([1])),
+]
+
+
+def test_several_objects_in_one_call_equal_one_by_one(predictor):
+    together = predictor.predict(OBJECTS, multimask_output=True)
+    assert together.masks.shape == (4, 3, 96, 160) and together.masks.dtype == bool
+    assert together.iou_scores.shape == (4, 3)
+    assert together.low_res_logits.shape == (4, 3, 64, 64)
+    for i, obj in enumerate(OBJECTS):
+        alone = predictor.predict([obj], multimask_output=True)
+        assert np.allclose(alone.low_res_logits[0], together.low_res_logits[i], atol=1e-5)
+        assert np.allclose(alone.iou_scores[0], together.iou_scores[i], atol=1e-6)
+
+
+@pytest.mark.parametrize("obj", OBJECTS[:3], ids=lambda o: o.object_id)
+def test_plain_sam_matches_segment_anything_predictor(tiny_sam, image, obj):
+    """With a plain SAM our predictor is SamPredictor: same masks and scores, single mask output."""
+    ours = GaraPredictor(tiny_sam, device="cpu")
+    ours.set_image(image)
+    theirs = SamPredictor(tiny_sam)
+    theirs.set_image(image)
+    got = ours.predict([obj])
+    masks, scores, logits = theirs.predict(
+        point_coords=obj.points if len(obj.points) else None,
+        point_labels=obj.labels if len(obj.points) else None,
+        box=obj.box,
+        multimask_output=False,
+    )
+    assert np.array_equal(got.masks[0], masks)
+    assert np.allclose(got.iou_scores[0], scores, atol=1e-6)
+    assert np.allclose(got.low_res_logits[0], logits, atol=1e-5)
+    assert got.gates is None
+
+
+def test_gate_summary_for_the_image(predictor):
+    gates = predictor.predict(OBJECTS[:1]).gates
+    assert len(gates.adapters) == 4 * 3
+    assert 0.0 <= gates.high_rank_share <= 1.0
+    assert gates.mean_active_components == pytest.approx(np.mean([a.active_components for a in gates.adapters]))
+
+
+def test_bgr_input_equals_rgb(predictor, image):
+    rgb = predictor.predict(OBJECTS[:2]).low_res_logits
+    predictor.set_image(np.ascontiguousarray(image[..., ::-1]), image_format="BGR")
+    assert np.array_equal(predictor.predict(OBJECTS[:2]).low_res_logits, rgb)
+
+
+def test_mask_threshold_is_applied(predictor):
+    low = predictor.predict(OBJECTS[:1], mask_threshold=-1e9).masks
+    high = predictor.predict(OBJECTS[:1], mask_threshold=1e9).masks
+    assert low.all() and not high.any()
+
+
+@pytest.mark.parametrize(
+    "obj, message",
+    [
+        (ObjectPrompt("far", points=np.array([[500.0, 10.0]]), labels=np.array([1])), "'far': point .* outside the 160 x 96 image"),
+        (ObjectPrompt("nan", points=np.array([[np.nan, 10.0]]), labels=np.array([1])), "'nan': points contain NaN"),
+        (ObjectPrompt("empty"), "'empty': empty prompt"),
+        (ObjectPrompt("flip", box=np.array([50.0, 10.0, 20.0, 40.0])), "'flip': box .* x2 <= x1"),
+        (ObjectPrompt("gone", box=np.array([300.0, 10.0, 400.0, 40.0])), "'gone': box .* outside"),
+        (ObjectPrompt("label", points=np.array([[5.0, 5.0]]), labels=np.array([3])), "'label': point labels must be 1"),
+        (ObjectPrompt("count", points=np.array([[5.0, 5.0]]), labels=np.array([1, 1])), "'count': 1 points but 2 labels"),
+        (ObjectPrompt(points=np.array([[5.0, np.inf]]), labels=np.array([1])), "object #1: points contain NaN or infinity"),
+    ],
+)
+def test_bad_prompts_raise_naming_the_object(predictor, obj, message):
+    with pytest.raises(ValueError, match=message):
+        predictor.predict([OBJECTS[0], obj])
+
+
+def test_box_partly_outside_is_clipped(predictor):
+    clipped = predictor.predict([ObjectPrompt("edge", box=np.array([100.0, 50.0, 170.0, 120.0]))])
+    inside = predictor.predict([ObjectPrompt("edge", box=np.array([100.0, 50.0, 160.0, 96.0]))])
+    assert np.array_equal(clipped.low_res_logits, inside.low_res_logits)
+
+
+def test_call_order_and_input_errors(tiny_sam):
+    p = GaraPredictor(tiny_sam, device="cpu")
+    with pytest.raises(RuntimeError, match="set_image"):
+        p.predict(OBJECTS[:1])
+    with pytest.raises(ValueError, match="H x W x 3 uint8"):
+        p.set_image(np.zeros((10, 10), np.uint8))
+    with pytest.raises(ValueError, match="H x W x 3 uint8"):
+        p.set_image(np.zeros((10, 10, 3), np.float32))
+    p.set_image(np.zeros((10, 10, 3), np.uint8))
+    with pytest.raises(ValueError, match="objects is empty"):
+        p.predict([])
+
+
+def test_device_and_precision_errors(tiny_sam):
+    with pytest.raises(ValueError, match="precision must be one of"):
+        GaraPredictor(tiny_sam, device="cpu", precision="fp8")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            GaraPredictor(tiny_sam, device="cuda")
