@@ -23,7 +23,7 @@ echo "setup_ros.sh: installing ROS 2 wheels into $VENV"
 # Packaging bug: *Export.cmake files hard-code the wheel builder's Python and numpy
 # include dirs; point them at this venv's or CMake rejects the imported targets.
 read -r PY_INC NP_INC < <("$PY" -c 'import sysconfig, numpy; print(sysconfig.get_paths()["include"], numpy.get_include())')
-grep -l '/opt/python/cp311-cp311' "$VENV"/share/*/cmake/*Export.cmake 2>/dev/null | while read -r f; do
+{ grep -l '/opt/python/cp311-cp311' "$VENV"/share/*/cmake/*Export.cmake 2>/dev/null || true; } | while read -r f; do
   sed -i -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$NP_INC#g" \
          -e "s#/opt/python/cp311-cp311/include/python3.11#$PY_INC#g" "$f"
 done
