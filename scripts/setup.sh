@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One-time set-up of a fresh clone: .venv with PyTorch, gara_model (editable) and its test tools,
+# then the ROS 2 side (rclpy wheels + our messages, scripts/setup_ros.sh). Idempotent.
+#   TORCH_SPEC  what pip installs for PyTorch first (default: the pair that works on the project's
+#               CI machines); set e.g. TORCH_SPEC="torch torchvision" for your own CUDA build.
+#   GARA_SKIP_ROS=1  skips the ROS 2 part (model-only machines).
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export VENV="${VENV:-$REPO/.venv}"
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+TORCH_SPEC="${TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}"
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PY="$VENV/bin/python"
+"$PY" -m pip install -q --upgrade pip
+if ! "$PY" -c 'import torch, torchvision' 2>/dev/null; then
+  echo "setup.sh: installing $TORCH_SPEC (large download on a new machine)"
+  # shellcheck disable=SC2086
+  "$PY" -m pip install -q $TORCH_SPEC
+fi
+echo "setup.sh: installing gara_model and its dependencies"
+"$PY" -m pip install -q -e "$REPO[dev]"
+if [ "${GARA_SKIP_ROS:-0}" != 1 ]; then
+  "$REPO/scripts/setup_ros.sh"
+fi
+echo "setup.sh: done ($("$PY" -c 'import torch; print("torch", torch.__version__, "cuda" if torch.cuda.is_available() else "cpu")'))"
