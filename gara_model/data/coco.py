@@ -83,7 +83,7 @@ class CocoInstances(InstanceDataset):
         self.image_root = Path(image_root)
         self.dataset = dataset
         self.coco = load_coco(self.annotation_file)
-        self._condition = condition if callable(condition) else (lambda _name: condition)
+        self.condition = condition
         self.items: list[tuple[dict[str, Any], Path, str, list[dict[str, Any]]]] = []
         for ann in self.coco.dataset["annotations"]:
             if ann.get("image_id") not in self.coco.imgs:
@@ -103,7 +103,7 @@ class CocoInstances(InstanceDataset):
             path = _resolve(self.image_root, file_name)
             if not path.is_file():
                 raise BadDataError(path, f"image file missing (image id {info['id']})")
-            condition = self._condition(file_name)
+            condition = self.condition(file_name) if callable(self.condition) else self.condition
         except KeyError as error:
             report(BadDataError(self.annotation_file, f"image {info.get('id')} lacks {error}"), self.strict)
         except ValueError as error:

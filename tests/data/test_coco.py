@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 
 import numpy as np
 import pytest
@@ -40,6 +41,12 @@ def test_acdc_condition_comes_from_the_path(acdc_root):
     assert dataset[0].meta["file"] == str(acdc_root / "rgb_anon" / ACDC_FILES[0])
     np.testing.assert_array_equal(dataset[0].masks[0], rle_mask())
     _check_polygon(dataset[0].masks[1])
+
+
+def test_datasets_pickle_for_worker_processes(acdc_root, lis_root):
+    for dataset in (build_dataset("acdc", acdc_root), build_dataset("lis", lis_root)):
+        copy = pickle.loads(pickle.dumps(dataset))
+        assert copy[1].meta == dataset[1].meta
 
 
 def test_acdc_file_outside_condition_folders_is_reported(tmp_path, caplog):
