@@ -1,0 +1,157 @@
+"""ROS messages <-> numpy, without cv_bridge and without rclpy.
+
+Images are (H,W,3) uint8 RGB on the model side; masks are (O,H,W) bool; points
+and boxes are (X,Y) pixels, boxes XYXY.
+"""
+
+from __future__ import annotations
+
+import array
+
+import cv2
+import numpy as np
+from geometry_msgs.msg import Point
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
+
+from gara_model.predictor import ObjectPrompt, validate_prompt
+from gara_ros.msg import ObjectPrompt as ObjectPromptMsg
+from gara_ros.msg import ObjectResult, SegmentPrompt, SegmentResult
+
+
+class ConversionError(ValueError):
+    """An image message that cannot be turned into an RGB array."""
+
+
+# encoding -> (dtype, channels, OpenCV code from this layout to RGB; None = already RGB)
+ENCODINGS = {
+    "rgb8": (np.uint8, 3, None),
+    "bgr8": (np.uint8, 3, cv2.COLOR_BGR2RGB),
+    "rgba8": (np.uint8, 4, cv2.COLOR_RGBA2RGB),
+    "bgra8": (np.uint8, 4, cv2.COLOR_BGRA2RGB),
+    "mono8": (np.uint8, 1, cv2.COLOR_GRAY2RGB),
+    "mono16": (np.uint16, 1, cv2.COLOR_GRAY2RGB),
+    "16UC1": (np.uint16, 1, cv2.COLOR_GRAY2RGB),
+}
+
+
+def image_to_array(msg: Image) -> np.ndarray:
+    """The pixels of `msg` as an (H,W,C) array of the encoding's dtype, native byte order.
+
+    Honours `step` (row padding) and `is_bigendian`; copies only for a foreign byte order or odd 16-bit steps.
+    """
+    if msg.encoding not in ENCODINGS:
+        raise ConversionError(f"unsupported encoding {msg.encoding!r} (supported: {', '.join(ENCODINGS)})")
+    dtype, channels, _ = ENCODINGS[msg.encoding]
+    dtype = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
+    row_bytes = msg.width * channels * dtype.itemsize
+    if msg.step < row_bytes or len(msg.data) != msg.height * msg.step:
+        raise ConversionError(
+            f"{msg.encoding} image {msg.width}x{msg.height}: data has {len(msg.data)} bytes, "
+            f"expected height*step = {msg.height}*{msg.step} with step >= {row_bytes}"
+        )
+    rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, :row_bytes]
+    pixels = rows.view(dtype).reshape(msg.height, msg.width, channels)
+    # OpenCV needs rows aligned to the pixel size: copy odd-step 16-bit images.
+    return pixels.astype(pixels.dtype.newbyteorder("="), copy=bool(msg.step % dtype.itemsize))
+
+
+def image_to_rgb(msg: Image) -> np.ndarray:
+    """sensor_msgs/Image -> (H,W,3) uint8 RGB; 16-bit images are min-max stretched to 0..255."""
+    pixels = image_to_array(msg)
+    code = ENCODINGS[msg.encoding][2]
+    if pixels.dtype == np.uint16:
+        pixels = cv2.normalize(pixels[..., 0], None, 0, 255, cv2.NORM_MINMAX, dtype=cv2.CV_8U)
+    if code is None:
+        return np.ascontiguousarray(pixels)
+    return cv2.cvtColor(pixels, code)
+
+
+def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg or png) -> (H,W,3) uint8 RGB."""
+    bgr = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ConversionError(f"cannot decode compressed image (format {msg.format!r}, {len(msg.data)} bytes)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def array_to_image(pixels: np.ndarray, encoding: str, header: Header | None = None) -> Image:
+    """(H,W) or (H,W,C) array already in `encoding`'s layout -> sensor_msgs/Image (no padding)."""
+    if encoding not in ENCODINGS:
+        raise ConversionError(f"unsupported encoding {encoding!r} (supported: {', '.join(ENCODINGS)})")
+    dtype, channels, _ = ENCODINGS[encoding]
+    if pixels.dtype != dtype or pixels.ndim not in (2, 3) or (pixels.shape + (1,))[2] != channels:
+        raise ConversionError(f"{encoding} needs an HxW{'' if channels == 1 else f'x{channels}'} {np.dtype(dtype)} array, "
+                              f"got {pixels.shape} {pixels.dtype}")
+    height, width = pixels.shape[:2]
+    return Image(
+        header=header or Header(), height=height, width=width, encoding=encoding,
+        is_bigendian=int(not np.little_endian), step=width * channels * pixels.itemsize,
+        data=array.array("B", np.ascontiguousarray(pixels).tobytes()),
+    )
+
+
+def prompts_from_msg(msg: SegmentPrompt, width: int, height: int, max_objects: int) -> tuple[list[ObjectPrompt], list[str]]:
+    """Valid objects of `msg` for an image of `width` x `height`, and one error per rejected object.
+
+    Per-object checks are the predictor's `validate_prompt`; more than `max_objects` objects rejects the message.
+    """
+    if len(msg.objects) > max_objects:
+        ids = ", ".join(repr(o.object_id) for o in msg.objects)
+        return [], [f"{len(msg.objects)} objects ({ids}) exceed max_objects={max_objects}; prompt ignored"]
+    prompts, errors = [], []
+    for index, obj in enumerate(msg.objects):
+        try:
+            if not obj.object_id or obj.object_id in (p.object_id for p in prompts):
+                raise ValueError(f"object #{index}: object id {obj.object_id!r} is empty or used twice")
+            prompts.append(validate_prompt(ObjectPrompt(
+                object_id=obj.object_id,
+                points=np.array([[p.x, p.y] for p in obj.points], dtype=float).reshape(-1, 2),
+                labels=np.array(obj.labels, dtype=int),
+                box=np.array(obj.box, dtype=float) if obj.has_box else None,
+            ), index, (height, width)))
+        except ValueError as error:
+            errors.append(f"{error}; object ignored")
+    return prompts, errors
+
+
+def click_to_prompt(x: float, y: float, object_id: str = "click") -> SegmentPrompt:
+    """A one-point foreground prompt for the latest image (zero stamp)."""
+    return SegmentPrompt(objects=[ObjectPromptMsg(
+        object_id=object_id, points=[Point(x=float(x), y=float(y))], labels=[ObjectPromptMsg.LABEL_FOREGROUND],
+    )])
+
+
+def best_masks(masks: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(O,C,H,W) masks and (O,C) scores -> the highest-scoring (O,H,W) masks and their (O,) scores."""
+    best = scores.argmax(axis=1)
+    rows = np.arange(len(best))
+    return masks[rows, best], scores[rows, best]
+
+
+def labels_from_masks(masks: np.ndarray) -> np.ndarray:
+    """(O,H,W) bool -> (H,W) uint16 instance ids 1..O (0 = background; later objects on top)."""
+    labels = np.zeros(masks.shape[1:], np.uint16)
+    for label, mask in enumerate(masks, start=1):
+        labels[mask] = label
+    return labels
+
+
+def mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
+    """Tight XYXY pixel box of an (H,W) bool mask; zeros when empty."""
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return 0.0, 0.0, 0.0, 0.0
+    return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
+
+
+def result_msg(header: Header, object_ids: list[str], masks: np.ndarray, scores: np.ndarray,
+               high_rank_share: float, mean_active_components: float, latency_ms: float) -> SegmentResult:
+    """SegmentResult for (O,H,W) bool masks with (O,) scores; label i+1 is object i as in labels_from_masks."""
+    return SegmentResult(header=header, latency_ms=float(latency_ms), objects=[
+        ObjectResult(
+            object_id=object_id, label=label, iou_score=float(score), box=mask_box(mask), area=int(mask.sum()),
+            high_rank_share=float(high_rank_share), mean_active_components=float(mean_active_components),
+        )
+        for label, (object_id, mask, score) in enumerate(zip(object_ids, masks, scores), start=1)
+    ])

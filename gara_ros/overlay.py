@@ -1,0 +1,29 @@
+"""Overlay drawing for RViz / rqt_image_view: coloured masks, ids and scores. No rclpy."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+# BGR colours, one per label, cycled (tab10).
+PALETTE = np.array([
+    (180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148),
+    (75, 86, 140), (194, 119, 227), (127, 127, 127), (34, 189, 188), (207, 190, 23),
+], np.uint8)
+
+
+def draw_overlay(rgb: np.ndarray, masks: np.ndarray, object_ids: list[str], scores: np.ndarray,
+                 alpha: float = 0.5) -> np.ndarray:
+    """(H,W,3) uint8 RGB and (O,H,W) bool masks -> (H,W,3) uint8 BGR with masks blended, outlined and labelled."""
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    for i, (mask, object_id, score) in enumerate(zip(masks, object_ids, scores)):
+        colour = PALETTE[i % len(PALETTE)]
+        bgr[mask] = (bgr[mask] * (1 - alpha) + colour * alpha).astype(np.uint8)
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(bgr, contours, -1, colour.tolist(), 2)
+        ys, xs = np.nonzero(mask)
+        if xs.size:
+            origin = (int(xs.min()), max(int(ys.min()) - 4, 12))
+            cv2.putText(bgr, f"{object_id} {score:.2f}", origin, cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                        colour.tolist(), 1, cv2.LINE_AA)
+    return bgr

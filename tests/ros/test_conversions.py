@@ -1,0 +1,205 @@
+"""Image and prompt conversions, overlay and result building: pure functions, no ROS graph."""
+
+import array
+
+import cv2
+import numpy as np
+import pytest
+from geometry_msgs.msg import Point
+from sensor_msgs.msg import CompressedImage
+
+from gara_ros import conversions
+from gara_ros.conversions import ConversionError, array_to_image, compressed_to_rgb, image_to_array, image_to_rgb
+from gara_ros.overlay import PALETTE, draw_overlay
+from tests.ros.helpers import box_object, point_object, prompt, scene
+
+RGB = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+GRAY = RGB[..., 0]
+
+# encoding -> (pixels in that encoding, expected RGB after decoding)
+CASES = {
+    "rgb8": (RGB, RGB),
+    "bgr8": (RGB[..., ::-1].copy(), RGB),
+    "rgba8": (cv2.cvtColor(RGB, cv2.COLOR_RGB2RGBA), RGB),
+    "bgra8": (cv2.cvtColor(RGB, cv2.COLOR_RGB2BGRA), RGB),
+    "mono8": (GRAY, np.repeat(GRAY[..., None], 3, axis=2)),
+    "mono16": (np.array([[0, 1000], [2000, 4000]], np.uint16), np.repeat(np.array([[0, 64], [128, 255]], np.uint8)[..., None], 3, 2)),
+    "16UC1": (np.array([[500, 500], [500, 700]], np.uint16), np.repeat(np.array([[0, 0], [0, 255]], np.uint8)[..., None], 3, 2)),
+}
+
+
+def padded(msg, extra):
+    """The same image with `extra` junk bytes after every row."""
+    rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)
+    junk = np.full((msg.height, extra), 77, np.uint8)
+    msg.data = array.array("B", np.hstack([rows, junk]).tobytes())
+    msg.step += extra
+    return msg
+
+
+def big_endian(msg):
+    """The same 16-bit image with big-endian pixel data."""
+    pixels = image_to_array(msg)
+    msg.data = array.array("B", pixels.astype(">u2").tobytes())
+    msg.is_bigendian = 1
+    return msg
+
+
+@pytest.mark.parametrize("encoding", CASES)
+@pytest.mark.parametrize("extra", [0, 3, 16])
+def test_image_round_trip(encoding, extra):
+    pixels, expected = CASES[encoding]
+    msg = padded(array_to_image(pixels, encoding), extra) if extra else array_to_image(pixels, encoding)
+    assert (msg.encoding, msg.height, msg.width) == (encoding, pixels.shape[0], pixels.shape[1])
+    assert np.array_equal(image_to_array(msg).reshape(pixels.shape), pixels)
+    rgb = image_to_rgb(msg)
+    assert rgb.dtype == np.uint8 and rgb.flags["C_CONTIGUOUS"]
+    assert np.array_equal(rgb, expected)
+
+
+@pytest.mark.parametrize("encoding", ["mono16", "16UC1"])
+def test_big_endian_16_bit(encoding):
+    pixels, expected = CASES[encoding]
+    msg = padded(big_endian(array_to_image(pixels, encoding)), 2)
+    assert np.array_equal(image_to_rgb(msg), expected)
+
+
+def test_unsupported_encoding_names_it():
+    msg = array_to_image(GRAY, "mono8")
+    msg.encoding = "yuv422"
+    with pytest.raises(ConversionError, match="'yuv422'"):
+        image_to_rgb(msg)
+
+
+@pytest.mark.parametrize("change", [dict(height=6), dict(step=6), dict(width=8, step=8)])
+def test_size_mismatch_is_an_error(change):
+    msg = array_to_image(GRAY, "mono8")
+    for field, value in change.items():
+        setattr(msg, field, value)
+    with pytest.raises(ConversionError, match=r"height\*step"):
+        image_to_rgb(msg)
+
+
+@pytest.mark.parametrize("fmt,ext,tolerance", [("png", ".png", 0), ("jpeg", ".jpg", 3)])
+def test_compressed(fmt, ext, tolerance):
+    """png is lossless; jpeg is close on average."""
+    rgb = scene()
+    ok, data = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    msg = CompressedImage(format=fmt, data=array.array("B", data.tobytes()))
+    decoded = compressed_to_rgb(msg)
+    assert decoded.shape == rgb.shape
+    assert np.abs(decoded.astype(int) - rgb).mean() <= tolerance
+
+
+def test_corrupt_compressed_is_an_error():
+    with pytest.raises(ConversionError, match="jpeg"):
+        compressed_to_rgb(CompressedImage(format="jpeg", data=array.array("B", b"not a jpeg")))
+
+
+def test_outputs_and_wrong_layout():
+    labels = np.array([[0, 1], [2, 300]], np.uint16)
+    msg = array_to_image(labels, "mono16")
+    assert (msg.step, msg.is_bigendian, len(msg.data)) == (4, 0, 8)
+    assert np.array_equal(image_to_array(msg)[..., 0], labels)
+    with pytest.raises(ConversionError, match="mono8 needs an HxW uint8"):
+        array_to_image(labels, "mono8")
+    with pytest.raises(ConversionError, match="bgr8 needs an HxWx3"):
+        array_to_image(GRAY, "bgr8")
+
+
+# --- prompts -------------------------------------------------------------------------------------
+GOOD = {
+    "points": point_object("cup", 10, 20),
+    "box": box_object("box", (1, 2, 30, 40)),
+    "both": point_object("mug", 5, 5),
+}
+GOOD["both"].has_box, GOOD["both"].box = True, [0.0, 0.0, 20.0, 20.0]
+
+
+def test_valid_prompts_become_object_prompts():
+    prompts, errors = conversions.prompts_from_msg(prompt(*GOOD.values()), 96, 64, max_objects=3)
+    assert errors == []
+    assert [p.object_id for p in prompts] == ["cup", "box", "mug"]
+    assert prompts[0].points.tolist() == [[10, 20]] and prompts[0].labels.tolist() == [1] and prompts[0].box is None
+    assert prompts[1].points.shape == (0, 2) and prompts[1].box.tolist() == [1, 2, 30, 40]
+    assert prompts[2].box.tolist() == [0, 0, 20, 20]
+
+
+def bad(object_id, **fields):
+    obj = point_object(object_id, 10, 10)
+    for name, value in fields.items():
+        setattr(obj, name, value)
+    return obj
+
+
+BAD = [
+    (bad("far", points=[Point(x=200.0, y=10.0)]), "outside the 96 x 64 image"),
+    (bad("neg", points=[Point(x=-1.0, y=10.0)]), "outside"),
+    (bad("nan", points=[Point(x=float("nan"), y=10.0)]), "NaN"),
+    (bad("empty", points=[], labels=[]), "empty prompt"),
+    (bad("flipped", points=[], labels=[], has_box=True, box=[30.0, 5.0, 10.0, 20.0]), "x2 <= x1"),
+    (bad("nanbox", points=[], labels=[], has_box=True, box=[float("nan"), 5.0, 10.0, 20.0]), "finite"),
+    (bad("count", labels=[1, 0]), "1 points but 2 labels"),
+    (bad("label", labels=[2]), "must be 1 (foreground) or 0"),
+    (bad(""), "object #0: object id '' is empty"),
+]
+
+
+@pytest.mark.parametrize("obj,reason", BAD, ids=[o.object_id or "noid" for o, _ in BAD])
+def test_bad_object_is_rejected_by_name(obj, reason):
+    prompts, errors = conversions.prompts_from_msg(prompt(obj, GOOD["points"]), 96, 64, max_objects=4)
+    assert [p.object_id for p in prompts] == ["cup"]
+    assert len(errors) == 1 and reason in errors[0] and repr(obj.object_id) in errors[0]
+
+
+def test_duplicate_id_and_too_many_objects():
+    _, errors = conversions.prompts_from_msg(prompt(GOOD["points"], GOOD["points"]), 96, 64, max_objects=4)
+    assert errors == ["object #1: object id 'cup' is empty or used twice; object ignored"]
+    prompts, errors = conversions.prompts_from_msg(prompt(*GOOD.values()), 96, 64, max_objects=2)
+    assert prompts == [] and "'cup', 'box', 'mug'" in errors[0] and "max_objects=2" in errors[0]
+
+
+def test_click_is_a_one_point_prompt_for_the_latest_image():
+    msg = conversions.click_to_prompt(12.5, 7)
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (0, 0)
+    (obj,) = msg.objects
+    assert (obj.object_id, obj.points[0].x, obj.points[0].y, list(obj.labels), obj.has_box) == ("click", 12.5, 7.0, [1], False)
+
+
+# --- results and overlay ----------------------------------------------------------------------
+MASKS = np.zeros((2, 6, 8), bool)
+MASKS[0, 1:4, 2:5] = True
+MASKS[1, 3:6, 4:8] = True
+
+
+def test_best_masks_picks_highest_score():
+    masks = np.stack([np.stack([MASKS[0], MASKS[1], ~MASKS[0]])] * 2)
+    masks[1] = masks[1, ::-1]
+    scores = np.array([[0.1, 0.9, 0.3], [0.2, 0.1, 0.8]], np.float32)
+    best, best_scores = conversions.best_masks(masks, scores)
+    assert np.array_equal(best, np.stack([MASKS[1], MASKS[0]]))
+    assert best_scores.tolist() == pytest.approx([0.9, 0.8])
+
+
+def test_labels_box_and_result():
+    labels = conversions.labels_from_masks(MASKS)
+    assert labels.dtype == np.uint16 and labels[2, 3] == 1 and labels[3, 4] == 2 and labels[0, 0] == 0
+    assert conversions.mask_box(MASKS[0]) == (2, 1, 4, 3)
+    assert conversions.mask_box(np.zeros((3, 3), bool)) == (0, 0, 0, 0)
+    header = prompt(t=3.5).header
+    msg = conversions.result_msg(header, ["a", "b"], MASKS, np.array([0.5, 0.25]), 0.75, 3.0, 12.0)
+    assert msg.header == header and msg.latency_ms == 12.0
+    a, b = msg.objects
+    assert (a.object_id, a.label, a.iou_score, list(a.box), a.area) == ("a", 1, 0.5, [2, 1, 4, 3], 9)
+    assert (b.object_id, b.label, list(b.box), b.area, b.high_rank_share, b.mean_active_components) == ("b", 2, [4, 3, 7, 5], 12, 0.75, 3.0)
+
+
+def test_overlay_blends_masks_and_keeps_background():
+    rgb = scene(width=80, height=60)
+    masks = np.zeros((1, 60, 80), bool)
+    masks[0, 20:50, 10:60] = True
+    bgr = draw_overlay(rgb, masks, ["cup"], np.array([0.9]))
+    assert bgr.shape == rgb.shape and bgr.dtype == np.uint8
+    assert np.array_equal(bgr[2, 78], rgb[2, 78, ::-1])  # far from the mask and its label
+    expected = (rgb[35, 35, ::-1] * 0.5 + PALETTE[0] * 0.5).astype(np.uint8)
+    assert np.array_equal(bgr[35, 35], expected)
