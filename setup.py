@@ -26,6 +26,7 @@ setup(
         "tensorboard>=2.14",
         "matplotlib>=3.7",
         "imageio>=2.30",
+        "Pillow>=9.0",
     ],
     extras_require={"dev": ["pytest>=7"]},
 )

@@ -58,3 +58,108 @@ class GaraConfig:
         if unknown:
             raise ValueError(f"unknown GaraConfig fields {sorted(unknown)}")
         return cls(**values)
+
+
+@dataclass
+class ModelConfig:
+    sam: str = field(default="tiny", metadata={"help": "SAM variant: vit_b | vit_l | vit_h | tiny"})
+    checkpoint: str | None = field(default=None, metadata={"help": "SAM weights; None with tiny = the embedded model"})
+    train_base: bool = field(default=False, metadata={"help": "train all of SAM (no adapters): how the tiny base is made"})
+
+
+@dataclass
+class DataConfig:
+    train: list = field(default_factory=lambda: [{"name": "synthetic", "size": 4000, "seed": 0}],
+                        metadata={"help": "datasets, each {name, root, split, ...} for gara_model.data.build_dataset"})
+    corruptions: list = field(default_factory=list, metadata={"help": "corruptions drawn per training image; [] = as is"})
+    corruption_severity: int | None = field(default=None, metadata={"help": "ImageNet-C severity (None = random 1-5)"})
+    eval: list = field(default_factory=lambda: [{"name": "synthetic", "size": 100, "seed": 10_000}])
+    eval_corruptions: list = field(default_factory=lambda: ["fog", "brightness", "gaussian_noise"])
+    eval_severity: int = 3
+    max_objects: int = field(default=4, metadata={"help": "objects per image and step"})
+    prompt_mode: str = field(default="mix", metadata={"help": "points | box | both | mix"})
+    points_per_object: int = 3
+    box_jitter: float = 0.1
+    num_workers: int = 1
+
+
+@dataclass
+class OptimConfig:
+    lr: float | None = field(default=None, metadata={"help": "None: 1e-4 for vit_b, 1e-5 for vit_l/vit_h (paper), 1e-3 tiny"})
+    weight_decay: float = 1e-5
+    grad_clip: float = 1.0
+    focal_weight: float = 20.0
+    dice_weight: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. Defaults: the paper's settings on the embedded tiny model and synthetic data."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    adapter: GaraConfig = field(default_factory=GaraConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    steps: int = 300
+    batch_size: int = 8
+    save_every: int = 100
+    log_every: int = 10
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "auto"
+    output_dir: str = "runs/gara"
+    resume: bool = False
+    evaluate: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "save_every", "log_every"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def lr(self) -> float:
+        if self.optim.lr is not None:
+            return self.optim.lr
+        return {"vit_b": 1e-4, "tiny": 1e-3}.get(self.model.sam, 1e-5)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _from_dict(cls, values: dict, where: str):
+    """A (nested) config dataclass from a plain dict; unknown keys are an error naming them."""
+    if not isinstance(values, dict):
+        raise ValueError(f"{where or 'config'} must be a mapping, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown config keys {sorted(f'{where}{k}' for k in unknown)}")
+    kwargs = {}
+    for name, value in values.items():
+        nested = _NESTED.get((cls, name))
+        kwargs[name] = _from_dict(nested, value, f"{where}{name}.") if nested else value
+    return cls(**kwargs)
+
+
+_NESTED = {(TrainConfig, "model"): ModelConfig, (TrainConfig, "adapter"): GaraConfig,
+           (TrainConfig, "data"): DataConfig, (TrainConfig, "optim"): OptimConfig}
+
+
+def load_train_config(path: str | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """Defaults, then the YAML file, then `key.sub=value` overrides (values parsed as YAML)."""
+    import yaml
+
+    values: dict = {}
+    if path is not None:
+        with open(path) as f:
+            values = yaml.safe_load(f) or {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} must look like key.sub=value")
+        node = values
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return _from_dict(TrainConfig, values, "")

@@ -8,6 +8,7 @@ from .bdd100k import BDD100KInstances
 from .coco import CocoInstances
 from .dataset import InstanceDataset
 from .mask_folder import MaskFolderInstances
+from .synthetic import SyntheticInstances
 
 ACDC_CONDITIONS = ("fog", "night", "rain", "snow")
 
@@ -87,3 +88,13 @@ def build_dataset(name: str, root: str | Path, split: str = "train", **kwargs) -
     if name not in DATASET_BUILDERS:
         raise ValueError(f"name={name!r} is not one of {sorted(DATASET_BUILDERS)}")
     return DATASET_BUILDERS[name](root, split, **kwargs)
+
+
+def dataset_from_spec(spec: dict) -> InstanceDataset:
+    """A dataset from a config entry ``{name, ...}``: ``synthetic`` (no files needed) or a ``DATASET_BUILDERS`` name."""
+    if "name" not in spec:
+        raise ValueError(f"dataset entry {spec} has no 'name'")
+    kwargs = {k: v for k, v in spec.items() if k != "name"}
+    if spec["name"] == "synthetic":
+        return SyntheticInstances(**kwargs)
+    return build_dataset(spec["name"], **kwargs)

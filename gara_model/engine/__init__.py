@@ -1,0 +1,1 @@
+"""Training and evaluation: losses, batches, the train loop and evaluate()."""

@@ -1,0 +1,174 @@
+"""The training loop: adapters (or, for the tiny base, all of SAM) on a plain segmentation loss."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+from safetensors.torch import save_file
+from segment_anything.modeling import Sam
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from gara_model.build import EMBEDDED_TINY_CHECKPOINT, build_sam
+from gara_model.checkpoint import load_adapter, read_state_dict, save_adapter
+from gara_model.config import TrainConfig
+from gara_model.data.build import dataset_from_spec
+from gara_model.data.corrupted import CorruptedInstances
+from gara_model.device import autocast
+from gara_model.engine.batch import StepBatchSampler, TrainItem, TrainItems
+from gara_model.engine.distributed import Distributed, cleanup_distributed, setup_distributed
+from gara_model.engine.losses import segmentation_loss
+from gara_model.modeling import count_parameters, inject_adapters
+from gara_model.modeling.introspection import record_gates, summarize_gates
+
+log = logging.getLogger(__name__)
+
+
+def build_training_model(cfg: TrainConfig) -> Sam:
+    """The model to train: the base SAM with fresh adapters, or (train_base) the whole SAM."""
+    checkpoint = cfg.model.checkpoint
+    if checkpoint is None and cfg.model.sam == "tiny" and not cfg.model.train_base:
+        checkpoint = EMBEDDED_TINY_CHECKPOINT
+    sam = build_sam(cfg.model.sam, checkpoint)
+    if cfg.model.train_base:
+        return sam.requires_grad_(True)
+    return inject_adapters(sam, cfg.adapter)
+
+
+def build_train_set(cfg: TrainConfig):
+    datasets = [dataset_from_spec(spec) for spec in cfg.data.train]
+    dataset = datasets[0] if len(datasets) == 1 else torch.utils.data.ConcatDataset(datasets)
+    if cfg.data.corruptions:
+        dataset = CorruptedInstances(dataset, cfg.data.corruptions, cfg.data.corruption_severity, seed=cfg.seed)
+    return dataset
+
+
+def batch_loss(model: Sam, encoder: torch.nn.Module, batch: list[TrainItem], cfg: TrainConfig, device: torch.device):
+    """Encoder once for the batch; the decoder per image (it takes one image embedding per call)."""
+    size = model.image_encoder.img_size
+    images = torch.stack([model.preprocess(item.image.to(device)) for item in batch])  # B x 3 x S x S
+    features = encoder(images)  # B x C x h x w
+    logits, targets = [], []
+    for i, item in enumerate(batch):
+        points = None if item.points is None else (item.points.to(device), item.labels.to(device))
+        boxes = None if item.boxes is None else item.boxes.to(device)
+        sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=None)
+        low_res, _ = model.mask_decoder(
+            image_embeddings=features[i : i + 1],
+            image_pe=model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )
+        logits.append(F.interpolate(low_res.float(), (size, size), mode="bilinear", align_corners=False)[:, 0])
+        targets.append(item.masks.to(device))
+    return segmentation_loss(torch.cat(logits), torch.cat(targets), cfg.optim.focal_weight, cfg.optim.dice_weight)
+
+
+def save_checkpoint(model: Sam, optimizer, scaler, step: int, cfg: TrainConfig, run_dir: Path) -> None:
+    """Weights (adapter-only, or the whole tiny base) and the optimizer state, each written atomically."""
+    if cfg.model.train_base:
+        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        tmp = run_dir / "sam.safetensors.tmp"
+        save_file(weights, tmp, metadata={"train_config": json.dumps(cfg.to_dict()), "step": str(step)})
+        os.replace(tmp, run_dir / "sam.safetensors")
+    else:
+        save_adapter(model, run_dir / "adapter.safetensors")
+    state = {"step": step, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
+    tmp = run_dir / "train_state.pt.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, run_dir / "train_state.pt")
+
+
+def resume(model: Sam, optimizer, scaler, cfg: TrainConfig, run_dir: Path) -> int:
+    """Loads the last checkpoint of run_dir; returns the step to continue from."""
+    state_file = run_dir / "train_state.pt"
+    if not state_file.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir} (expected {state_file.name})")
+    state = torch.load(state_file, map_location="cpu", weights_only=True)
+    if cfg.model.train_base:
+        model.load_state_dict(read_state_dict(run_dir / "sam.safetensors", "base checkpoint"))
+    else:
+        load_adapter(model, run_dir / "adapter.safetensors")
+    optimizer.load_state_dict(state["optimizer"])
+    scaler.load_state_dict(state["scaler"])
+    return int(state["step"])
+
+
+def log_gates(writer, records, step: int) -> None:
+    summaries = summarize_gates(records)
+    if not summaries:
+        return
+    writer.add_scalar("gates/high_rank_share", sum(s.high_rank_share for s in summaries) / len(summaries), step)
+    writer.add_scalar("gates/mean_active_components", sum(s.mean_active_components for s in summaries) / len(summaries), step)
+    per_layer: dict[str, list[int]] = {}
+    for summary in summaries:
+        for adapter in summary.adapters:
+            per_layer.setdefault(adapter.adapter, []).append(adapter.active_components)
+    for name, counts in per_layer.items():
+        writer.add_scalar(f"gates_active/{name.removeprefix('image_encoder.')}", sum(counts) / len(counts), step)
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Runs (or resumes) training; returns the run directory with the weights, config and logs."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    dist_env: Distributed = setup_distributed(cfg.device)
+    device = dist_env.device
+    run_dir = Path(cfg.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    model = build_training_model(cfg).to(device).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.optim.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and cfg.precision in ("auto", "fp16"))
+    start = resume(model, optimizer, scaler, cfg, run_dir) if cfg.resume else 0
+    encoder = model.image_encoder
+    if dist_env.world_size > 1:
+        encoder = DistributedDataParallel(encoder, device_ids=[device.index] if device.type == "cuda" else None)
+    dataset = build_train_set(cfg)
+    items = TrainItems(dataset, model.image_encoder.img_size, cfg.data.max_objects, cfg.data.prompt_mode,
+                       cfg.data.points_per_object, cfg.data.box_jitter, cfg.seed)
+    sampler = StepBatchSampler(len(items), cfg.batch_size, start, cfg.steps, cfg.seed, dist_env.rank, dist_env.world_size)
+    loader = DataLoader(items, batch_sampler=sampler, collate_fn=list, num_workers=cfg.data.num_workers)
+    writer = SummaryWriter(run_dir / "tb") if dist_env.is_main else None
+    if dist_env.is_main:
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        log.info("training %s on %s: %s", "the whole SAM" if cfg.model.train_base else "GaRA adapters", device, count_parameters(model))
+    progress = tqdm(total=cfg.steps, initial=start, desc="train", disable=not dist_env.is_main, dynamic_ncols=True)
+    step = start
+    for step, batch in enumerate(loader, start=start):
+        torch.manual_seed(cfg.seed * 1_000_003 + step * dist_env.world_size + dist_env.rank)  # Gumbel noise per step
+        with record_gates(model) as records, autocast(device, cfg.precision):
+            loss, parts = batch_loss(model, encoder, batch, cfg, device)
+        if not math.isfinite(parts["loss"]):
+            raise FloatingPointError(f"non-finite loss at step {step}: {parts}")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        progress.update(1)
+        progress.set_postfix(loss=f"{parts['loss']:.4f}", dice=f"{parts['dice']:.3f}")
+        if writer and (step + 1) % cfg.log_every == 0:
+            for name, value in parts.items():
+                writer.add_scalar(f"train/{name}", value, step + 1)
+            writer.add_scalar("train/grad_norm", grad_norm.item(), step + 1)
+            writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], step + 1)
+            log_gates(writer, records, step + 1)
+        if dist_env.is_main and ((step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps):
+            save_checkpoint(model, optimizer, scaler, step + 1, cfg, run_dir)
+    progress.close()
+    if writer:
+        writer.close()
+    cleanup_distributed()
+    return run_dir
