@@ -83,7 +83,7 @@ class SegmentNode(Node):
         self.active: list[ObjectPrompt] = []  # persisted prompts
         self.enabled = True
         self.stats = {"received": 0, "processed": 0, "errors": 0, "latency_ms": 0.0}
-        self._window = (time.monotonic(), 0, 0)  # (start, processed, errors) at the start of the current diagnostics window
+        self._window = (time.monotonic(), 0, 0)  # (start, processed, errors) of this diagnostics window
 
         compressed = self.p["image_transport"] == "compressed"
         overrides = QoSOverridingOptions.with_default_policies()
@@ -128,7 +128,7 @@ class SegmentNode(Node):
         prompts, errors = conversions.prompts_from_msg(msg, width, height, self.p["max_objects"])
         for error in errors:
             self.get_logger().warning(f"bad prompt: {error}")
-        if self.p["persist"]:
+        if prompts and self.p["persist"]:
             self.active = prompts
         if prompts and self.enabled:
             self.slot.put(Job(frame, prompts))
@@ -156,7 +156,7 @@ class SegmentNode(Node):
             if job is not None and self.enabled:
                 try:
                     self.process(job)
-                except (conversions.ConversionError, ValueError) as error:
+                except ValueError as error:  # ConversionError, or the predictor rejecting the image or prompts
                     self.stats["errors"] += 1
                     self.get_logger().error(f"frame {job.frame.stamp_ns} ns skipped: {error}")
 

@@ -17,7 +17,8 @@ from std_srvs.srv import SetBool, Trigger
 
 from gara_ros.conversions import array_to_image, image_to_array
 from gara_ros.segment_node import SegmentNode
-from tests.ros.helpers import box_object, point_object, prompt, scene, stamp, wait_for
+from gara_ros.session import wait_for
+from tests.ros.helpers import box_object, point_object, prompt, scene, stamp
 
 QUIET = 0.5  # seconds to wait before asserting that nothing was published
 

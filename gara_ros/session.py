@@ -1,0 +1,88 @@
+"""segment_node in-process with a client node, spun in a background thread (for the demo and the tests).
+
+The caller has set ROS_AUTOMATIC_DISCOVERY_RANGE / ROS_DOMAIN_ID and called rclpy.init().
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import rclpy
+from geometry_msgs.msg import PointStamped
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
+from std_srvs.srv import SetBool, Trigger
+
+from gara_ros.msg import SegmentPrompt, SegmentResult
+from gara_ros.segment_node import OUTPUT_QOS, SegmentNode
+
+OUTPUTS = {"mask": Image, "labels": Image, "overlay": Image, "result": SegmentResult}
+
+
+def wait_for(predicate, timeout: float = 5.0, period: float = 0.01) -> bool:
+    """True once predicate() is true, False after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(period)
+    return bool(predicate())
+
+
+class Session:
+    """A SegmentNode (parameters from `params`) and a client recording every output in `received`."""
+
+    def __init__(self, **params):
+        self.node = SegmentNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+        self.client = rclpy.create_node("gara_client")
+        compressed = params.get("image_transport") == "compressed"
+        self.images = self.client.create_publisher(CompressedImage if compressed else Image, "image",
+                                                   qos_profile_sensor_data)
+        self.prompts = self.client.create_publisher(SegmentPrompt, "/gara/prompts", 10)
+        self.clicks = self.client.create_publisher(PointStamped, "clicks", 10)
+        name = self.node.get_fully_qualified_name()
+        self.clear = self.client.create_client(Trigger, f"{name}/clear")
+        self.enable = self.client.create_client(SetBool, f"{name}/enable")
+        self.received = {output: [] for output in OUTPUTS}
+        for output, msg_type in OUTPUTS.items():
+            self.client.create_subscription(msg_type, f"{name}/{output}", self.received[output].append, OUTPUT_QOS)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.client)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+        node_publishers = (self.node.pub_mask, self.node.pub_labels, self.node.pub_overlay, self.node.pub_result)
+        if not wait_for(lambda: all(p.get_subscription_count() for p in (self.images, self.prompts, self.clicks))
+                        and all(p.get_subscription_count() for p in node_publishers)):
+            self.close()
+            raise TimeoutError("segment_node and the client did not discover each other within 5 s")
+
+    def publish_image(self, msg, timeout: float = 5.0) -> None:
+        """Publish a frame and wait until the node has buffered it."""
+        before = self.node.stats["received"]
+        self.images.publish(msg)
+        if not wait_for(lambda: self.node.stats["received"] > before, timeout):
+            raise TimeoutError(f"segment_node did not receive the image within {timeout} s")
+
+    def results_after(self, count: int, timeout: float = 5.0) -> list[SegmentResult]:
+        """All results, after waiting up to `timeout` s for more than `count` of them."""
+        wait_for(lambda: len(self.received["result"]) > count, timeout)
+        return self.received["result"]
+
+    def call(self, client, request, timeout: float = 5.0):
+        """Call one of the node's services (self.clear, self.enable) and return the response."""
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"service {client.srv_name} not available")
+        future = client.call_async(request)
+        if not wait_for(future.done, timeout):
+            raise TimeoutError(f"service {client.srv_name} did not answer within {timeout} s")
+        return future.result()
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.thread.join()
+        self.node.destroy_node()
+        self.client.destroy_node()

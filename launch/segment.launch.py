@@ -1,0 +1,45 @@
+"""GaRA-SAM segmentation node, optionally with RViz showing the overlay and mask.
+
+ros2 launch gara_ros segment.launch.py image:=/camera/image_raw checkpoint:=/models/sam_vit_b.pth rviz:=true
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+SHARE = get_package_share_directory("gara_ros")
+# Node parameters settable from the command line; "" keeps the params file's value.
+OVERRIDES = {
+    "checkpoint": "SAM checkpoint file (default: the embedded tiny model)",
+    "adapter": "GaRA adapter file (default: plain SAM)",
+    "device": "auto, cpu, cuda or cuda:N",
+}
+
+
+def segment_node(context):
+    overrides = {name: LaunchConfiguration(name).perform(context) for name in OVERRIDES}
+    return [Node(
+        package="gara_ros", executable="segment_node", name="segment_node", output="screen",
+        namespace=LaunchConfiguration("namespace"),
+        parameters=[LaunchConfiguration("params_file"), {k: v for k, v in overrides.items() if v}],
+        remappings=[("image", LaunchConfiguration("image"))],
+    )]
+
+
+def generate_launch_description():
+    return LaunchDescription([
+        DeclareLaunchArgument("image", default_value="/camera/image_raw", description="input image topic"),
+        DeclareLaunchArgument("params_file", default_value=os.path.join(SHARE, "config", "gara.yaml"),
+                              description="node parameters"),
+        *(DeclareLaunchArgument(name, default_value="", description=text) for name, text in OVERRIDES.items()),
+        DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its outputs"),
+        DeclareLaunchArgument("rviz", default_value="false", description="open RViz with rviz/gara.rviz"),
+        OpaqueFunction(function=segment_node),
+        Node(package="rviz2", executable="rviz2", arguments=["-d", os.path.join(SHARE, "rviz", "gara.rviz")],
+             condition=IfCondition(LaunchConfiguration("rviz"))),
+    ])

@@ -1,0 +1,15 @@
+"""python -m gara_ros.demo runs on a fresh machine: no camera, no weights."""
+
+import os
+import subprocess
+import sys
+
+
+def test_demo_writes_overlays_gif_and_latencies(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "gara_ros.demo", "--frames", "3", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=120, env=os.environ)
+    assert run.returncode == 0, run.stderr
+    frames = [line for line in run.stdout.splitlines() if line.startswith("frame ")]
+    assert len(frames) == 3 and all("latency" in line and "true IoU" in line for line in frames)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "overlay_00_clear.png", "overlay_01_fog.png", "overlay_02_snow.png", "overlays.gif"]
