@@ -67,11 +67,18 @@ class ModelConfig:
     train_base: bool = field(default=False, metadata={"help": "train all of SAM (no adapters): how the tiny base is made"})
 
 
+def _robust_seg() -> list[str]:
+    from gara_model.data.corruptions import ROBUST_SEG  # imported late: it loads the image libraries
+
+    return list(ROBUST_SEG)
+
+
 @dataclass
 class DataConfig:
     train: list = field(default_factory=lambda: [{"name": "synthetic", "size": 4000, "seed": 0}],
                         metadata={"help": "datasets, each {name, root, split, ...} for gara_model.data.build_dataset"})
-    corruptions: list = field(default_factory=list, metadata={"help": "corruptions drawn per training image; [] = as is"})
+    corruptions: list = field(default_factory=_robust_seg,
+                              metadata={"help": "corruptions drawn per training image (default: the 15 Robust-Seg ones); [] = as is"})
     corruption_severity: int | None = field(default=None, metadata={"help": "ImageNet-C severity (None = random 1-5)"})
     eval: list = field(default_factory=lambda: [{"name": "synthetic", "size": 100, "seed": 10_000}])
     eval_corruptions: list = field(default_factory=lambda: ["fog", "brightness", "gaussian_noise"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -25,9 +26,12 @@ from gara_model.data.corrupted import CorruptedInstances
 from gara_model.device import autocast
 from gara_model.engine.batch import StepBatchSampler, TrainItem, TrainItems
 from gara_model.engine.distributed import Distributed, cleanup_distributed, setup_distributed
+from gara_model.engine.evaluation import evaluate
 from gara_model.engine.losses import segmentation_loss
-from gara_model.modeling import count_parameters, inject_adapters
+from gara_model.engine.report import write_report
+from gara_model.modeling import count_parameters, inject_adapters, set_adapters_enabled
 from gara_model.modeling.introspection import record_gates, summarize_gates
+from gara_model.predictor import GaraPredictor
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +121,21 @@ def log_gates(writer, records, step: int) -> None:
         writer.add_scalar(f"gates_active/{name.removeprefix('image_encoder.')}", sum(counts) / len(counts), step)
 
 
+def evaluate_run(model: Sam, cfg: TrainConfig, run_dir: Path, device: torch.device) -> Path:
+    """The trained model next to its frozen base on cfg.data.eval; writes run_dir/eval/results.*"""
+    predictors = {}
+    if not cfg.model.train_base:
+        base = copy.deepcopy(model)
+        set_adapters_enabled(base, False)
+        predictors["SAM (frozen)"] = GaraPredictor(base, device=device)
+    predictors[cfg.adapter.variant if not cfg.model.train_base else "SAM"] = GaraPredictor(model, device=device)
+    datasets = {f"{spec['name']}{spec.get('size', '')}": dataset_from_spec(spec) for spec in cfg.data.eval}
+    rows = evaluate(predictors, datasets, cfg.data.eval_corruptions, cfg.data.eval_severity, seed=cfg.seed)
+    report = write_report(rows, run_dir / "eval")
+    log.info("evaluation:\n%s", report.read_text())
+    return report
+
+
 def train(cfg: TrainConfig) -> Path:
     """Runs (or resumes) training; returns the run directory with the weights, config and logs."""
     from torch.utils.tensorboard import SummaryWriter
@@ -170,5 +189,7 @@ def train(cfg: TrainConfig) -> Path:
     progress.close()
     if writer:
         writer.close()
+    if cfg.evaluate and dist_env.is_main:
+        evaluate_run(model, cfg, run_dir, device)
     cleanup_distributed()
     return run_dir
