@@ -45,6 +45,8 @@ def image_to_array(msg: Image) -> np.ndarray:
     dtype, channels, _ = ENCODINGS[msg.encoding]
     dtype = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
     row_bytes = msg.width * channels * dtype.itemsize
+    if msg.width == 0 or msg.height == 0:
+        raise ConversionError(f"{msg.encoding} image is empty ({msg.width}x{msg.height})")
     if msg.step < row_bytes or len(msg.data) != msg.height * msg.step:
         raise ConversionError(
             f"{msg.encoding} image {msg.width}x{msg.height}: data has {len(msg.data)} bytes, "

@@ -156,9 +156,9 @@ class SegmentNode(Node):
             if job is not None and self.enabled:
                 try:
                     self.process(job)
-                except ValueError as error:  # ConversionError, or the predictor rejecting the image or prompts
+                except Exception as error:  # noqa: BLE001  one bad frame must never stop the worker
                     self.stats["errors"] += 1
-                    self.get_logger().error(f"frame {job.frame.stamp_ns} ns skipped: {error}")
+                    self.get_logger().error(f"frame {job.frame.stamp_ns} ns skipped: {type(error).__name__}: {error}")
 
     def process(self, job: Job) -> None:
         """Encode the frame once, decode all objects in one call, publish every subscribed output."""

@@ -80,6 +80,11 @@ def test_size_mismatch_is_an_error(change):
         image_to_rgb(msg)
 
 
+def test_empty_image_is_an_error():
+    with pytest.raises(ConversionError, match="empty"):
+        image_to_rgb(array_to_image(np.zeros((0, 4), np.uint8), "mono8"))
+
+
 @pytest.mark.parametrize("fmt,ext,tolerance", [("png", ".png", 0), ("jpeg", ".jpg", 3)])
 def test_compressed(fmt, ext, tolerance):
     """png is lossless; jpeg is close on average."""

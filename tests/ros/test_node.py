@@ -146,6 +146,33 @@ def test_bad_frames_are_skipped_and_the_next_frame_is_served(harness, make_bad):
     assert stamps(h.results_after(0)) == [2]
 
 
+def test_model_failure_skips_the_frame_only(harness):
+    h = harness()
+    set_image, failures = h.node.predictor.set_image, [RuntimeError("CUDA out of memory")]
+
+    def fails_once(image):
+        if failures:
+            raise failures.pop()
+        set_image(image)
+
+    h.node.predictor.set_image = fails_once
+    h.send_image(scene(), t=1)
+    h.prompts.publish(prompt(point_object("cup", 45, 30)))
+    assert wait_for(lambda: h.node.stats["errors"] == 1)
+    h.prompts.publish(prompt(point_object("cup", 45, 30)))
+    assert stamps(h.results_after(0)) == [1]
+
+
+def test_multimask_publishes_the_best_mask_per_object(harness):
+    h = harness(multimask=True)
+    h.send_image(scene(), t=1)
+    h.prompts.publish(prompt(point_object("cup", 45, 30), box_object("tray", (5, 5, 90, 60))))
+    (result,) = h.results_after(0)
+    assert [o.object_id for o in result.objects] == ["cup", "tray"]
+    assert wait_for(lambda: h.received["labels"])
+    assert set(np.unique(image_to_array(h.received["labels"][0]))) <= {0, 1, 2}
+
+
 def test_bad_prompts_are_rejected_and_good_objects_served(harness):
     h = harness(max_objects=2)
     h.send_image(scene(), t=1)
