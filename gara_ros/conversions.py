@@ -83,8 +83,8 @@ def array_to_image(pixels: np.ndarray, encoding: str, header: Header | None = No
         raise ConversionError(f"unsupported encoding {encoding!r} (supported: {', '.join(ENCODINGS)})")
     dtype, channels, _ = ENCODINGS[encoding]
     if pixels.dtype != dtype or pixels.ndim not in (2, 3) or (pixels.shape + (1,))[2] != channels:
-        raise ConversionError(f"{encoding} needs an HxW{'' if channels == 1 else f'x{channels}'} {np.dtype(dtype)} array, "
-                              f"got {pixels.shape} {pixels.dtype}")
+        shape = "HxW" if channels == 1 else f"HxWx{channels}"
+        raise ConversionError(f"{encoding} needs an {shape} {np.dtype(dtype)} array, got {pixels.shape} {pixels.dtype}")
     height, width = pixels.shape[:2]
     return Image(
         header=header or Header(), height=height, width=width, encoding=encoding,
@@ -93,7 +93,8 @@ def array_to_image(pixels: np.ndarray, encoding: str, header: Header | None = No
     )
 
 
-def prompts_from_msg(msg: SegmentPrompt, width: int, height: int, max_objects: int) -> tuple[list[ObjectPrompt], list[str]]:
+def prompts_from_msg(msg: SegmentPrompt, width: int, height: int,
+                     max_objects: int) -> tuple[list[ObjectPrompt], list[str]]:
     """Valid objects of `msg` for an image of `width` x `height`, and one error per rejected object.
 
     Per-object checks are the predictor's `validate_prompt`; more than `max_objects` objects rejects the message.
@@ -155,5 +156,5 @@ def result_msg(header: Header, object_ids: list[str], masks: np.ndarray, scores:
             object_id=object_id, label=label, iou_score=float(score), box=mask_box(mask), area=int(mask.sum()),
             high_rank_share=float(high_rank_share), mean_active_components=float(mean_active_components),
         )
-        for label, (object_id, mask, score) in enumerate(zip(object_ids, masks, scores), start=1)
+        for label, (object_id, mask, score) in enumerate(zip(object_ids, masks, scores, strict=True), start=1)
     ])

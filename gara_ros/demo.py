@@ -54,7 +54,8 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 def prompt_for(masks: np.ndarray) -> SegmentPrompt:
     """One foreground point, the most interior pixel, per true (O,H,W) mask; ids obj0, obj1, ..."""
     return SegmentPrompt(objects=[
-        ObjectPrompt(object_id=f"obj{k}", points=[Point(x=float(x), y=float(y))], labels=[ObjectPrompt.LABEL_FOREGROUND])
+        ObjectPrompt(object_id=f"obj{k}", points=[Point(x=float(x), y=float(y))],
+                     labels=[ObjectPrompt.LABEL_FOREGROUND])
         for k, (x, y) in enumerate(interior_points(masks))])
 
 
@@ -80,14 +81,15 @@ def main(argv: list[str] | None = None) -> int:
             session.publish_image(array_to_image(rgb, "rgb8", Header(stamp=Time(sec=1 + i), frame_id="demo_camera")))
             if i == 0:
                 session.prompts.publish(prompt_for(truth))  # kept active by persist
-            if not wait_for(lambda: all(len(session.received[k]) > i for k in ("result", "labels", "overlay")), 30.0):
+            if not wait_for(lambda i=i: all(len(session.received[k]) > i for k in ("result", "labels", "overlay")), 30):
                 raise TimeoutError(f"no result for frame {i} within 30 s")
             round_trip_ms = (time.monotonic() - sent) * 1e3
             result = session.received["result"][i]
             labels = image_to_array(session.received["labels"][i])[..., 0]
             overlays.append(image_to_array(session.received["overlay"][i])[..., ::-1])  # BGR -> RGB
             imageio.imwrite(args.out / f"overlay_{i:02d}_{condition}.png", overlays[-1])
-            print(f"frame {i:02d} {condition:5s}  latency {result.latency_ms:6.1f} ms (round trip {round_trip_ms:6.1f} ms)"
+            print(f"frame {i:02d} {condition:5s}  latency {result.latency_ms:6.1f} ms"
+                  f" (round trip {round_trip_ms:6.1f} ms)"
                   f"  predicted IoU {' '.join(f'{o.iou_score:.2f}' for o in result.objects)}"
                   f"  true IoU {' '.join(f'{iou(labels == o.label, truth[o.label - 1]):.2f}' for o in result.objects)}")
         imageio.mimsave(args.out / "overlays.gif", overlays, duration=400, loop=0)

@@ -16,7 +16,7 @@ def draw_overlay(rgb: np.ndarray, masks: np.ndarray, object_ids: list[str], scor
                  alpha: float = 0.5) -> np.ndarray:
     """(H,W,3) uint8 RGB and (O,H,W) bool masks -> (H,W,3) uint8 BGR with masks blended, outlined and labelled."""
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    for i, (mask, object_id, score) in enumerate(zip(masks, object_ids, scores)):
+    for i, (mask, object_id, score) in enumerate(zip(masks, object_ids, scores, strict=True)):
         colour = PALETTE[i % len(PALETTE)]
         bgr[mask] = (bgr[mask] * (1 - alpha) + colour * alpha).astype(np.uint8)
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)

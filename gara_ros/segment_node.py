@@ -117,7 +117,8 @@ class SegmentNode(Node):
         frame = self.frames.find(stamp_ns, int(self.p["stamp_tolerance"] * 1e9))
         ids = [o.object_id for o in msg.objects]
         if frame is None:
-            what = "no image received yet" if stamp_ns == 0 else f"no buffered image within stamp_tolerance of stamp {stamp_ns} ns"
+            what = ("no image received yet" if stamp_ns == 0
+                    else f"no buffered image within stamp_tolerance of stamp {stamp_ns} ns")
             self.get_logger().warning(f"prompt for objects {ids} ignored: {what}")
             return
         try:
@@ -208,7 +209,8 @@ class SegmentNode(Node):
             hardware_id=str(self.predictor.device),
             message="frames failed conversion" if failing else "running" if self.enabled else "paused",
             values=[KeyValue(key=k, value=v) for k, v in values.items()])
-        self.pub_diagnostics.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
+        header = Header(stamp=self.get_clock().now().to_msg())
+        self.pub_diagnostics.publish(DiagnosticArray(header=header, status=[status]))
 
     def destroy_node(self):
         self._stop.set()

@@ -194,7 +194,8 @@ def test_compressed_transport(harness):
     h.prompts.publish(prompt(point_object("cup", 45, 30)))
     (result,) = h.results_after(0)
     assert stamps([result]) == [4]
-    assert wait_for(lambda: h.received["mask"]) and (h.received["mask"][0].width, h.received["mask"][0].height) == (96, 64)
+    assert wait_for(lambda: h.received["mask"])
+    assert (h.received["mask"][0].width, h.received["mask"][0].height) == (96, 64)
 
 
 def test_newest_frame_only_under_a_burst(harness):
