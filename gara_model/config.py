@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass, field
 
 PROJECTIONS = ("q", "k", "v")
@@ -141,11 +142,27 @@ def _from_dict(cls, values: dict, where: str):
     unknown = set(values) - set(fields)
     if unknown:
         raise ValueError(f"unknown config keys {sorted(f'{where}{k}' for k in unknown)}")
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in values.items():
         nested = _NESTED.get((cls, name))
-        kwargs[name] = _from_dict(nested, value, f"{where}{name}.") if nested else value
+        kwargs[name] = _from_dict(nested, value, f"{where}{name}.") if nested else _coerce(value, hints[name], where + name)
     return cls(**kwargs)
+
+
+def _coerce(value, hint, key: str):
+    """YAML reads 2e-4 as a string (no dot): numbers are converted to the field's declared number type."""
+    types = typing.get_args(hint) or (hint,)
+    for number in (int, float):
+        if number in types and isinstance(value, (str, int, float)) and not isinstance(value, bool) and not isinstance(value, number):
+            try:
+                converted = float(value)
+            except ValueError:
+                raise ValueError(f"{key} must be a number, got {value!r}") from None
+            if number is int and not converted.is_integer():
+                raise ValueError(f"{key} must be a whole number, got {value!r}")
+            return number(converted)
+    return value
 
 
 _NESTED = {(TrainConfig, "model"): ModelConfig, (TrainConfig, "adapter"): GaraConfig,
