@@ -1,5 +1,6 @@
 """SAM's image-encoder block and attention, rebuilt around the gated-rank adapters."""
 
+from gara_model.modeling.attention import ATTENTION_BACKENDS, set_attention_backend
 from gara_model.modeling.block import GaraBlock, gating_feature
 from gara_model.modeling.inject import (
     ParameterCount,
@@ -14,6 +15,7 @@ from gara_model.modeling.inject import (
 )
 
 __all__ = [
+    "ATTENTION_BACKENDS",
     "GaraBlock",
     "ParameterCount",
     "adapter_state_dict",
@@ -24,5 +26,6 @@ __all__ = [
     "inject_adapters",
     "mark_only_adapters_trainable",
     "set_adapters_enabled",
+    "set_attention_backend",
     "set_merged_inference",
 ]

@@ -13,6 +13,7 @@ from gara_model.modeling import (
     count_parameters,
     inject_adapters,
     set_adapters_enabled,
+    set_attention_backend,
     set_merged_inference,
 )
 from gara_model.modeling.introspection import record_gates, summarize_gates
@@ -40,7 +41,9 @@ def sam_outputs(model, images):
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
 def test_fresh_gara_sam_equals_sam_bit_for_bit(tiny_sam, images, variant, training):
+    """With SAM's own attention math; the default "sdpa" backend equals SAM to float tolerance (test_attention.py)."""
     gara = inject_adapters(copy.deepcopy(tiny_sam), VARIANT_CONFIGS[variant]).train(training)
+    set_attention_backend(gara, "sam")
     for one_image in (images[:1], images):  # merged path (1 image) and unmerged path (batch)
         expected, got = sam_outputs(tiny_sam, one_image), sam_outputs(gara, one_image)
         for e, g in zip(expected, got):
@@ -53,6 +56,7 @@ def test_disabled_adapters_compute_exactly_sam(tiny_sam, images, variant):
     gara = make_gara(tiny_sam, VARIANT_CONFIGS[variant])
     assert not torch.equal(gara.image_encoder(images[:1]), tiny_sam.image_encoder(images[:1]))
     set_adapters_enabled(gara, False)
+    set_attention_backend(gara, "sam")
     assert torch.equal(gara.image_encoder(images), tiny_sam.image_encoder(images))
 
 
