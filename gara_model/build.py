@@ -17,7 +17,7 @@ from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncode
 
 from gara_model.checkpoint import load_adapter, load_sam_weights, read_adapter_config
 from gara_model.config import GaraConfig
-from gara_model.modeling import inject_adapters
+from gara_model.modeling import inject_adapters, set_image_size
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +71,24 @@ SAM_BUILDERS = {
 }
 
 
-def build_sam(variant: str = "vit_b", checkpoint: str | os.PathLike | None = None) -> Sam:
-    """A plain SAM in eval mode; weights from `checkpoint` (official .pth or our .safetensors), else random."""
+def build_sam(
+    variant: str = "vit_b",
+    checkpoint: str | os.PathLike | None = None,
+    image_size: int | None = None,
+    scaling: str = "none",
+) -> Sam:
+    """A plain SAM in eval mode; weights from `checkpoint` (official .pth or our .safetensors), else random.
+
+    image_size: the encoder's input size (a multiple of the patch size; None = native, 1024 for official SAM);
+    scaling: "none" or "basam" (BA-SAM's attention in the global blocks). See `set_image_size`.
+    """
     if variant not in SAM_BUILDERS:
         raise ValueError(f"SAM variant must be one of {sorted(SAM_BUILDERS)}, got {variant!r}")
     sam = SAM_BUILDERS[variant]()
     if checkpoint is not None:
         load_sam_weights(sam, checkpoint, variant)
+    if image_size is not None or scaling != "none":
+        set_image_size(sam, image_size, scaling)
     return sam.eval()
 
 
@@ -86,9 +97,14 @@ def build_gara_sam(
     checkpoint: str | os.PathLike | None = None,
     config: GaraConfig | None = None,
     adapter: str | os.PathLike | None = None,
+    image_size: int | None = None,
+    scaling: str = "none",
 ) -> Sam:
-    """SAM with gated-rank adapters: a fresh `config` (default GaraConfig()), or the trained `adapter` file."""
-    sam = build_sam(variant, checkpoint)
+    """SAM with gated-rank adapters: a fresh `config` (default GaraConfig()), or the trained `adapter` file.
+
+    image_size and scaling as in `build_sam`; an adapter file must have been saved at the same ones.
+    """
+    sam = build_sam(variant, checkpoint, image_size, scaling)
     if adapter is not None:
         stored, _ = read_adapter_config(adapter)
         if config is not None and config != stored:

@@ -11,7 +11,7 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from gara_model.device import autocast, resolve_device
-from gara_model.modeling import adapter_layers
+from gara_model.modeling import adapter_layers, set_image_size
 from gara_model.modeling.introspection import GateSummary, record_gates, summarize_gates
 
 
@@ -87,20 +87,26 @@ class GaraPredictor:
         adapter: str | os.PathLike | None = None,
         device: str | torch.device = "auto",
         precision: str = "auto",
+        image_size: int | None = None,
     ) -> "GaraPredictor":
-        """SAM `checkpoint` (+ optional `adapter` file); with no checkpoint, the embedded tiny model."""
+        """SAM `checkpoint` (+ optional `adapter` file); with no checkpoint, the embedded tiny model.
+
+        image_size: the encoder's input size (None = the model's native one); masks stay at the image's own size.
+        """
         from gara_model.build import build_gara_sam, build_sam, load_embedded_sam
 
         if checkpoint is None:
             model = load_embedded_sam()
+            if image_size is not None:
+                set_image_size(model, image_size)
             if adapter is not None:
                 from gara_model.checkpoint import load_adapter
 
                 load_adapter(model, adapter)
         elif adapter is None:
-            model = build_sam(sam_variant, checkpoint)
+            model = build_sam(sam_variant, checkpoint, image_size=image_size)
         else:
-            model = build_gara_sam(sam_variant, checkpoint, adapter=adapter)
+            model = build_gara_sam(sam_variant, checkpoint, adapter=adapter, image_size=image_size)
         return cls(model, device=device, precision=precision)
 
     @property

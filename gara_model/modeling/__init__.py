@@ -13,9 +13,11 @@ from gara_model.modeling.inject import (
     set_adapters_enabled,
     set_merged_inference,
 )
+from gara_model.modeling.resolution import SCALINGS, set_image_size
 
 __all__ = [
     "ATTENTION_BACKENDS",
+    "SCALINGS",
     "GaraBlock",
     "ParameterCount",
     "adapter_state_dict",
@@ -27,5 +29,6 @@ __all__ = [
     "mark_only_adapters_trainable",
     "set_adapters_enabled",
     "set_attention_backend",
+    "set_image_size",
     "set_merged_inference",
 ]

@@ -11,7 +11,11 @@ from torch import nn
 
 from gara_model.adapters import GaraLinear, GatedRankAdapter
 from gara_model.config import GaraConfig
+from gara_model.modeling.basam import BiasModeMask
 from gara_model.modeling.block import GaraBlock
+
+# Trainable parts of a GaRA-SAM: the adapters (A, B and their gates) and BA-SAM's bias coefficients, if any.
+TRAINABLE_PARTS = (GatedRankAdapter, BiasModeMask)
 
 
 def inject_adapters(sam: Sam, config: GaraConfig) -> Sam:
@@ -42,10 +46,10 @@ def gara_config(model: nn.Module) -> GaraConfig:
 
 
 def mark_only_adapters_trainable(model: nn.Module) -> None:
-    """requires_grad only for parameters inside `GatedRankAdapter`s (A, B and their gates); by structure, not name."""
+    """requires_grad only for parameters inside TRAINABLE_PARTS; by structure, not name."""
     model.requires_grad_(False)
     for module in model.modules():
-        if isinstance(module, GatedRankAdapter):
+        if isinstance(module, TRAINABLE_PARTS):
             module.requires_grad_(True)
 
 
@@ -82,10 +86,10 @@ def count_parameters(model: nn.Module) -> ParameterCount:
 
 
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The adapters' own parameters (A, B, gates) by full parameter name: what an adapter file holds."""
+    """The parameters of TRAINABLE_PARTS (A, B, gates, BA-SAM coefficients) by full name: what an adapter file holds."""
     return {
         f"{module_name}.{name}": param
         for module_name, module in model.named_modules()
-        if isinstance(module, GatedRankAdapter)
+        if isinstance(module, TRAINABLE_PARTS)
         for name, param in module.named_parameters()
     }
