@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from segment_anything.modeling import Sam
+from segment_anything.modeling import MaskDecoder, Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from gara_model.device import autocast, resolve_device
@@ -68,14 +68,45 @@ def validate_prompt(prompt: ObjectPrompt, index: int, image_size: tuple[int, int
     return ObjectPrompt(object_id=prompt.object_id, points=points, labels=labels.astype(np.int64), box=box)
 
 
+def decode_masks(
+    decoder: MaskDecoder,
+    image_embedding: torch.Tensor,
+    image_pe: torch.Tensor,
+    sparse_prompt_embeddings: torch.Tensor,
+    dense_prompt_embedding: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM's `MaskDecoder.predict_masks` for O objects on one image, without copying the image O times.
+
+    image_embedding, image_pe, dense_prompt_embedding: 1 x C x h x w (no mask prompts: the same for every
+    object); sparse_prompt_embeddings: O x T x C. Returns all mask logits O x M x 4h x 4w and IoU O x M.
+    SAM repeats the embedding and its positional encoding per object; here the first two-way block
+    broadcasts them (its keys are the same for every object) and only later blocks work per object.
+    """
+    output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+    num_objects = sparse_prompt_embeddings.shape[0]
+    tokens = torch.cat((output_tokens.expand(num_objects, -1, -1), sparse_prompt_embeddings), dim=1)
+    _, c, h, w = image_embedding.shape
+    hs, src = decoder.transformer(image_embedding + dense_prompt_embedding, image_pe, tokens)  # src: O x hw x C
+    upscaled = decoder.output_upscaling(src.transpose(1, 2).view(num_objects, c, h, w))  # O x C' x 4h x 4w
+    hyper_in = torch.stack([mlp(hs[:, 1 + i]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)], dim=1)
+    masks = (hyper_in @ upscaled.flatten(2)).view(num_objects, -1, *upscaled.shape[2:])
+    return masks, decoder.iou_prediction_head(hs[:, 0])
+
+
 class GaraPredictor:
     """SamPredictor's workflow for GaRA-SAM (or plain SAM): `set_image` once, `predict` many objects at once."""
 
-    def __init__(self, model: Sam, device: str | torch.device = "auto", precision: str = "auto") -> None:
+    def __init__(
+        self, model: Sam, device: str | torch.device = "auto", precision: str = "auto", compile: bool = False
+    ) -> None:
+        """compile: `torch.compile` the image encoder and the decoder (the first image and the first call per
+        prompt layout then take long to compile; see docs/benchmarks.md for what it gains)."""
         self.device = resolve_device(device)
         self.precision = precision
         autocast(self.device, precision)  # validates the precision name now, not at the first image
         self.model = model.to(self.device).eval()
+        self.encoder = torch.compile(self.model.image_encoder) if compile else self.model.image_encoder
+        self.decode = torch.compile(decode_masks, dynamic=True) if compile else decode_masks
         self.transform = ResizeLongestSide(model.image_encoder.img_size)
         self.reset_image()
 
@@ -140,7 +171,7 @@ class GaraPredictor:
         """transformed_image: 1 x 3 x H x W, longest side resized to the encoder's input size (ResizeLongestSide)."""
         self.reset_image()
         with record_gates(self.model) as records, autocast(self.device, self.precision):
-            features = self.model.image_encoder(self.model.preprocess(transformed_image.float()))
+            features = self.encoder(self.model.preprocess(transformed_image.float()))
         self.features = features.float()
         summaries = summarize_gates(records)
         self.gates = summaries[0] if summaries else None
@@ -202,11 +233,8 @@ class GaraPredictor:
         points = (point_coords.float(), point_labels) if point_coords is not None else None
         with autocast(self.device, self.precision):
             sparse, dense = self.model.prompt_encoder(points=points, boxes=None if boxes is None else boxes.float(), masks=None)
-            low_res, iou = self.model.mask_decoder(
-                image_embeddings=self.features,
-                image_pe=self.model.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=multimask_output,
+            masks, iou = self.decode(
+                self.model.mask_decoder, self.features, self.model.prompt_encoder.get_dense_pe(), sparse, dense[:1].contiguous()
             )
-        return low_res.float(), iou.float()
+        selected = slice(1, None) if multimask_output else slice(0, 1)  # as SAM's MaskDecoder.forward
+        return masks[:, selected].float(), iou[:, selected].float()

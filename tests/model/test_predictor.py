@@ -1,11 +1,13 @@
-"""GaraPredictor: several objects per call, every prompt layout, bad prompts."""
+"""GaraPredictor: several objects per call, every prompt layout, bad prompts, the compile switch."""
+
+import functools
 
 import numpy as np
 import pytest
 import torch
 from segment_anything import SamPredictor
 
-from gara_model.predictor import GaraPredictor, ObjectPrompt
+from gara_model.predictor import GaraPredictor, ObjectPrompt, decode_masks
 
 from .tiny import make_gara
 
@@ -126,3 +128,29 @@ def test_device_and_precision_errors(tiny_sam):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             GaraPredictor(tiny_sam, device="cuda")
+
+
+def test_decode_masks_equals_sams_mask_decoder(tiny_sam):
+    """Broadcasting the image embedding over the objects gives what SAM's decoder computes after repeating it."""
+    features = torch.randn(1, 64, 16, 16, generator=torch.Generator().manual_seed(0))
+    points = (torch.rand(5, 2, 2) * 128, torch.tensor([[1, 0]] * 5))
+    sparse, dense = tiny_sam.prompt_encoder(points=points, boxes=torch.rand(5, 4) * 64, masks=None)
+    pe = tiny_sam.prompt_encoder.get_dense_pe()
+    with torch.no_grad():
+        masks, iou = decode_masks(tiny_sam.mask_decoder, features, pe, sparse, dense[:1])
+        sam_masks, sam_iou = tiny_sam.mask_decoder.predict_masks(features, pe, sparse, dense)
+    assert masks.shape == (5, 4, 64, 64) and iou.shape == (5, 4)
+    assert torch.allclose(masks, sam_masks, atol=1e-5) and torch.allclose(iou, sam_iou, atol=1e-6)
+
+
+def test_compile_switch_keeps_masks_and_gates(tiny_sam, image, monkeypatch):
+    """compile=True traces the encoder (gate hooks included) and the decoder; the eager backend keeps this fast."""
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    model = make_gara(tiny_sam)
+    eager, compiled = GaraPredictor(model, device="cpu"), GaraPredictor(model, device="cpu", compile=True)
+    for img in (image, np.ascontiguousarray(image[::-1])):
+        eager.set_image(img)
+        compiled.set_image(img)
+        assert compiled.gates == eager.gates
+        got, want = compiled.predict(OBJECTS[:2], multimask_output=True), eager.predict(OBJECTS[:2], multimask_output=True)
+        assert np.allclose(got.low_res_logits, want.low_res_logits, atol=1e-5)
