@@ -6,8 +6,6 @@ and boxes are (X,Y) pixels, boxes XYXY.
 
 from __future__ import annotations
 
-import array
-
 import cv2
 import numpy as np
 from geometry_msgs.msg import Point
@@ -86,11 +84,11 @@ def array_to_image(pixels: np.ndarray, encoding: str, header: Header | None = No
         shape = "HxW" if channels == 1 else f"HxWx{channels}"
         raise ConversionError(f"{encoding} needs an {shape} {np.dtype(dtype)} array, got {pixels.shape} {pixels.dtype}")
     height, width = pixels.shape[:2]
-    return Image(
-        header=header or Header(), height=height, width=width, encoding=encoding,
-        is_bigendian=int(not np.little_endian), step=width * channels * pixels.itemsize,
-        data=array.array("B", np.ascontiguousarray(pixels).tobytes()),
-    )
+    msg = Image(header=header or Header(), height=height, width=width, encoding=encoding,
+                is_bigendian=int(not np.little_endian), step=width * channels * pixels.itemsize)
+    # The one copy: pixels straight into the message's array.array (Image(data=...) would copy twice).
+    msg.data.frombytes(np.ascontiguousarray(pixels).reshape(-1).view(np.uint8))
+    return msg
 
 
 def prompts_from_msg(msg: SegmentPrompt, width: int, height: int,
@@ -126,7 +124,12 @@ def click_to_prompt(x: float, y: float, object_id: str = "click") -> SegmentProm
 
 
 def best_masks(masks: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(O,C,H,W) masks and (O,C) scores -> the highest-scoring (O,H,W) masks and their (O,) scores."""
+    """(O,C,H,W) masks and (O,C) scores -> the highest-scoring (O,H,W) masks and their (O,) scores.
+
+    With one mask per object (C = 1) these are views, not copies.
+    """
+    if masks.shape[1] == 1:
+        return masks[:, 0], scores[:, 0]
     best = scores.argmax(axis=1)
     rows = np.arange(len(best))
     return masks[rows, best], scores[rows, best]
@@ -140,21 +143,27 @@ def labels_from_masks(masks: np.ndarray) -> np.ndarray:
     return labels
 
 
-def mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
-    """Tight XYXY pixel box of an (H,W) bool mask; zeros when empty."""
-    ys, xs = np.nonzero(mask)
-    if xs.size == 0:
-        return 0.0, 0.0, 0.0, 0.0
-    return float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
+def mask_box_area(mask: np.ndarray) -> tuple[tuple[float, float, float, float], int]:
+    """Tight XYXY pixel box of an (H,W) bool mask and its area in pixels; zeros when empty.
+
+    After one pass over the rows, only the band of rows the mask touches is read (np.nonzero took ~12 ms at 1080p).
+    """
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return (0.0, 0.0, 0.0, 0.0), 0
+    band = mask[rows[0]:rows[-1] + 1]
+    cols = np.flatnonzero(band.any(axis=0))
+    return (float(cols[0]), float(rows[0]), float(cols[-1]), float(rows[-1])), int(np.count_nonzero(band))
 
 
 def result_msg(header: Header, object_ids: list[str], masks: np.ndarray, scores: np.ndarray,
                high_rank_share: float, mean_active_components: float, latency_ms: float) -> SegmentResult:
     """SegmentResult for (O,H,W) bool masks with (O,) scores; label i+1 is object i as in labels_from_masks."""
+    extents = [mask_box_area(mask) for mask in masks]
     return SegmentResult(header=header, latency_ms=float(latency_ms), objects=[
         ObjectResult(
-            object_id=object_id, label=label, iou_score=float(score), box=mask_box(mask), area=int(mask.sum()),
+            object_id=object_id, label=label, iou_score=float(score), box=box, area=area,
             high_rank_share=float(high_rank_share), mean_active_components=float(mean_active_components),
         )
-        for label, (object_id, mask, score) in enumerate(zip(object_ids, masks, scores, strict=True), start=1)
+        for label, (object_id, (box, area), score) in enumerate(zip(object_ids, extents, scores, strict=True), start=1)
     ])

@@ -14,16 +14,22 @@ PALETTE = np.array([
 
 def draw_overlay(rgb: np.ndarray, masks: np.ndarray, object_ids: list[str], scores: np.ndarray,
                  alpha: float = 0.5) -> np.ndarray:
-    """(H,W,3) uint8 RGB and (O,H,W) bool masks -> (H,W,3) uint8 BGR with masks blended, outlined and labelled."""
+    """(H,W,3) uint8 RGB and (O,H,W) bool masks -> (H,W,3) uint8 BGR with masks blended, outlined and labelled.
+
+    Each mask is blended inside its bounding box only, with OpenCV (boolean indexing of a 1080p frame costs ~90 ms).
+    """
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     for i, (mask, object_id, score) in enumerate(zip(masks, object_ids, scores, strict=True)):
         colour = PALETTE[i % len(PALETTE)]
-        bgr[mask] = (bgr[mask] * (1 - alpha) + colour * alpha).astype(np.uint8)
-        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        inside = mask.view(np.uint8)
+        x, y, width, height = cv2.boundingRect(inside)
+        if width == 0:
+            continue
+        roi, roi_mask = bgr[y:y + height, x:x + width], inside[y:y + height, x:x + width]
+        tinted = cv2.add(cv2.convertScaleAbs(roi, alpha=1 - alpha), (*(alpha * colour).tolist(), 0.0))
+        cv2.copyTo(tinted, roi_mask, roi)  # writes through the view into bgr
+        contours, _ = cv2.findContours(inside, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(bgr, contours, -1, colour.tolist(), 2)
-        ys, xs = np.nonzero(mask)
-        if xs.size:
-            origin = (int(xs.min()), max(int(ys.min()) - 4, 12))
-            cv2.putText(bgr, f"{object_id} {score:.2f}", origin, cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                        colour.tolist(), 1, cv2.LINE_AA)
+        cv2.putText(bgr, f"{object_id} {score:.2f}", (x, max(y - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                    colour.tolist(), 1, cv2.LINE_AA)
     return bgr

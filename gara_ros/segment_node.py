@@ -50,6 +50,19 @@ PARAMETERS = {
 OUTPUT_QOS = QoSProfile(depth=2)
 
 
+class StageTimer:
+    """Milliseconds per named stage, each stage lasting from the previous `lap` (or creation) to its own."""
+
+    def __init__(self):
+        self.ms: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.ms[stage] = (now - self._last) * 1e3
+        self._last = now
+
+
 @dataclass(frozen=True)
 class Job:
     """One inference: a frame and the prompts to apply to it."""
@@ -82,7 +95,7 @@ class SegmentNode(Node):
         self.slot = LatestSlot()
         self.active: list[ObjectPrompt] = []  # persisted prompts
         self.enabled = True
-        self.stats = {"received": 0, "processed": 0, "errors": 0, "latency_ms": 0.0}
+        self.stats = {"received": 0, "processed": 0, "errors": 0, "latency_ms": 0.0, "stage_ms": {}}
         self._window = (time.monotonic(), 0, 0)  # (start, processed, errors) of this diagnostics window
 
         compressed = self.p["image_transport"] == "compressed"
@@ -162,27 +175,42 @@ class SegmentNode(Node):
                     self.get_logger().error(f"frame {job.frame.stamp_ns} ns skipped: {type(error).__name__}: {error}")
 
     def process(self, job: Job) -> None:
-        """Encode the frame once, decode all objects in one call, publish every subscribed output."""
+        """Encode the frame once, decode all objects in one call, publish every subscribed output.
+
+        Times each stage (`stats["stage_ms"]`): convert, model, encode (masks -> messages), publish.
+        """
+        timer = StageTimer()
         rgb = self._to_rgb(job.frame.msg)
+        timer.lap("convert")
         self.predictor.set_image(rgb)
         prediction = self.predictor.predict(job.prompts, multimask_output=self.p["multimask"],
                                             mask_threshold=self.p["mask_threshold"])
+        timer.lap("model")
         masks, scores = conversions.best_masks(prediction.masks, prediction.iou_scores)
         ids = [p.object_id for p in job.prompts]
         header = job.frame.msg.header
         latency_ms = (time.monotonic() - job.queued) * 1e3
         gates = prediction.gates
-        self.pub_result.publish(conversions.result_msg(
+        outputs = [(self.pub_result, conversions.result_msg(
             header, ids, masks, scores, gates.high_rank_share if gates else 0.0,
-            gates.mean_active_components if gates else 0.0, latency_ms))
+            gates.mean_active_components if gates else 0.0, latency_ms))]
         if self.pub_mask.get_subscription_count():
-            self.pub_mask.publish(conversions.array_to_image(masks.any(axis=0).astype(np.uint8) * 255, "mono8", header))
+            union = masks.any(axis=0).view(np.uint8)
+            union *= 255
+            outputs.append((self.pub_mask, conversions.array_to_image(union, "mono8", header)))
         if self.pub_labels.get_subscription_count():
-            self.pub_labels.publish(conversions.array_to_image(conversions.labels_from_masks(masks), "mono16", header))
+            outputs.append((self.pub_labels, conversions.array_to_image(
+                conversions.labels_from_masks(masks), "mono16", header)))
         if self.p["overlay"] and self.pub_overlay.get_subscription_count():
-            self.pub_overlay.publish(conversions.array_to_image(draw_overlay(rgb, masks, ids, scores), "bgr8", header))
+            outputs.append((self.pub_overlay, conversions.array_to_image(
+                draw_overlay(rgb, masks, ids, scores), "bgr8", header)))
+        timer.lap("encode")
+        for publisher, msg in outputs:
+            publisher.publish(msg)
+        timer.lap("publish")
         self.stats["processed"] += 1
         self.stats["latency_ms"] = latency_ms
+        self.stats["stage_ms"] = timer.ms
 
     def _frame_size(self, msg) -> tuple[int, int]:
         """(width, height) of a buffered frame; compressed frames are decoded to find out (ConversionError)."""
@@ -198,8 +226,11 @@ class SegmentNode(Node):
         rate = (self.stats["processed"] - processed) / max(now - start, 1e-6)
         failing = self.stats["errors"] > errors
         self._window = (now, self.stats["processed"], self.stats["errors"])
+        stages = self.stats["stage_ms"]  # of the last processed frame
         values = {
             "rate_hz": f"{rate:.2f}", "latency_ms": f"{self.stats['latency_ms']:.1f}",
+            "model_ms": f"{stages.get('model', 0.0):.1f}",
+            "node_overhead_ms": f"{sum(stages.values()) - stages.get('model', 0.0):.1f}",
             "dropped_frames": str(self.slot.dropped), "frames_received": str(self.stats["received"]),
             "frame_errors": str(self.stats["errors"]), "device": str(self.predictor.device),
             "model": self.predictor.model_name, "enabled": str(self.enabled), "active_objects": str(len(self.active)),
@@ -227,6 +258,12 @@ def main(args=None) -> int:
         rclpy.logging.get_logger("segment_node").fatal(f"cannot start: {error}")
         rclpy.shutdown()
         return 1
+    spin_until_shutdown(node)
+    return 0
+
+
+def spin_until_shutdown(node: Node) -> None:
+    """Spins `node` until Ctrl-C or an external shutdown, then destroys it and shuts rclpy down."""
     try:
         rclpy.spin(node)
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
@@ -235,4 +272,3 @@ def main(args=None) -> int:
         node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
-    return 0
