@@ -108,8 +108,8 @@ def test_shapes_at_non_square_multiples_of_the_patch_size(tiny_sam, scaling, ada
     model = make_gara(tiny_sam) if adapters else copy.deepcopy(tiny_sam)
     set_image_size(model, 96, scaling)
     with torch.no_grad():
-        for h, w in [(96, 96), (48, 80), (136, 64)]:
-            assert model.image_encoder(torch.rand(2, 3, h, w)).shape == (2, 64, h // 8, w // 8)
+        for h, w in [(48, 80), (136, 64)]:
+            assert model.image_encoder(torch.rand(1, 3, h, w)).shape == (1, 64, h // 8, w // 8)
     with pytest.raises(ValueError, match="x: input of 50 x 80 pixels"):
         model.image_encoder(torch.rand(1, 3, 50, 80))
 
