@@ -1,6 +1,8 @@
 """GaRA-SAM segmentation node, optionally with RViz showing the overlay and mask.
 
 ros2 launch gara_ros segment.launch.py image:=/camera/image_raw checkpoint:=/models/sam_vit_b.pth rviz:=true
+fastdds_profile:=shm gives the node config/fastdds_shm.xml (large shared-memory transport for big images);
+the camera driver must use the same profile (FASTDDS_DEFAULT_PROFILES_FILE) for it to take effect.
 """
 
 import os
@@ -19,13 +21,18 @@ OVERRIDES = {
     "adapter": "GaRA adapter file (default: plain SAM)",
     "device": "auto, cpu, cuda or cuda:N",
 }
+# fastdds_profile -> Fast DDS profiles file for the node; "default" sets none.
+FASTDDS_PROFILES = {"default": None, "shm": os.path.join(SHARE, "config", "fastdds_shm.xml")}
 
 
 def segment_node(context):
     overrides = {name: LaunchConfiguration(name).perform(context) for name in OVERRIDES}
+    profile = FASTDDS_PROFILES[LaunchConfiguration("fastdds_profile").perform(context)]
+    # Fast DDS 3 (Kilted) reads FASTDDS_..., Fast DDS 2 (Humble, Jazzy) FASTRTPS_DEFAULT_PROFILES_FILE.
+    env = {f"{dds}_DEFAULT_PROFILES_FILE": profile for dds in ("FASTDDS", "FASTRTPS")} if profile else {}
     return [Node(
         package="gara_ros", executable="segment_node", name="segment_node", output="screen",
-        namespace=LaunchConfiguration("namespace"),
+        namespace=LaunchConfiguration("namespace"), additional_env=env,
         parameters=[LaunchConfiguration("params_file"), {k: v for k, v in overrides.items() if v}],
         remappings=[("image", LaunchConfiguration("image"))],
     )]
@@ -38,6 +45,8 @@ def generate_launch_description():
                               description="node parameters"),
         *(DeclareLaunchArgument(name, default_value="", description=text) for name, text in OVERRIDES.items()),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its outputs"),
+        DeclareLaunchArgument("fastdds_profile", default_value="default", choices=list(FASTDDS_PROFILES),
+                              description="Fast DDS transports of the node: default, or shm (config/fastdds_shm.xml)"),
         DeclareLaunchArgument("rviz", default_value="false", description="open RViz with rviz/gara.rviz"),
         OpaqueFunction(function=segment_node),
         Node(package="rviz2", executable="rviz2", arguments=["-d", os.path.join(SHARE, "rviz", "gara.rviz")],
