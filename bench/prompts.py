@@ -2,24 +2,25 @@
 
     .venv/bin/python -m bench.prompts [--tiny] [--repeats 3] [--threads N] [--compile]
 
-Side by side: GaraPredictor.predict (all objects in one batch, image embedding broadcast), the same in chunks
-of 4 objects, and segment_anything's SamPredictor.predict_torch (one batch, embedding repeated per object).
+Side by side: GaraPredictor.predict (image embedding broadcast, objects split into calls of at most
+`chunk_bytes`), the same with all objects in one call, and segment_anything's SamPredictor.predict_torch
+(one batch, embedding repeated per object).
 Target: a frame with 16 objects (encoder + decoder) costs less than 1.5 x a frame with one object.
 """
 
 from __future__ import annotations
 
 import statistics
+import sys
 
 import numpy as np
 import torch
 from segment_anything import SamPredictor
 
 from bench.common import interleaved, parser, random_image, random_sam, ratio, sam_variant, setup, summary, timed
-from gara_model.predictor import GaraPredictor, ObjectPrompt
+from gara_model.predictor import CHUNK_BYTES, GaraPredictor, ObjectPrompt
 
 COUNTS = (1, 4, 16, 64)
-CHUNK = 4
 
 
 def point_prompts(count: int, size: int, seed: int = 0) -> list[ObjectPrompt]:
@@ -28,13 +29,20 @@ def point_prompts(count: int, size: int, seed: int = 0) -> list[ObjectPrompt]:
     return [ObjectPrompt(str(i), points=p, labels=np.ones(1, np.int64)) for i, p in enumerate(points)]
 
 
+def with_chunk_bytes(predictor: GaraPredictor, chunk_bytes: int, objects: list[ObjectPrompt]):
+    def run():
+        predictor.chunk_bytes = chunk_bytes
+        return predictor.predict(objects)
+    return run
+
+
 def decoder_variants(ours: GaraPredictor, theirs: SamPredictor, objects: list[ObjectPrompt], compiled: GaraPredictor | None):
     """name -> call decoding all `objects` once."""
     coords = torch.as_tensor(np.stack([theirs.transform.apply_coords(o.points, theirs.original_size) for o in objects]))
     labels = torch.ones(coords.shape[:2], dtype=torch.int64)
     variants = {
-        "GaraPredictor": lambda: ours.predict(objects),
-        f"GaraPredictor, chunks of {CHUNK}": lambda: [ours.predict(objects[i : i + CHUNK]) for i in range(0, len(objects), CHUNK)],
+        "GaraPredictor": with_chunk_bytes(ours, CHUNK_BYTES, objects),
+        "GaraPredictor, one call": with_chunk_bytes(ours, sys.maxsize, objects),
         "SamPredictor": lambda: theirs.predict_torch(coords.to(theirs.device), labels.to(theirs.device), multimask_output=False),
     }
     if compiled is not None:

@@ -93,6 +93,12 @@ def decode_masks(
     return masks, decoder.iou_prediction_head(hs[:, 0])
 
 
+# Objects per decoder call: the largest per-call tensor stays under this many bytes. On the CPU, glibc serves
+# larger blocks by fresh mmap pages that the kernel zeroes on every call; ViT-B's decoder measured 1.3x faster in
+# pairs of objects than with 16 at once (docs/benchmarks.md). Results do not depend on it.
+CHUNK_BYTES = 16 * 2**20
+
+
 class GaraPredictor:
     """SamPredictor's workflow for GaRA-SAM (or plain SAM): `set_image` once, `predict` many objects at once."""
 
@@ -100,7 +106,8 @@ class GaraPredictor:
         self, model: Sam, device: str | torch.device = "auto", precision: str = "auto", compile: bool = False
     ) -> None:
         """compile: `torch.compile` the image encoder and the decoder (the first image and the first call per
-        prompt layout then take long to compile; see docs/benchmarks.md for what it gains)."""
+        prompt layout then take long to compile; see docs/benchmarks.md for what it gains).
+        `chunk_bytes` (default CHUNK_BYTES) bounds the decoder's per-call tensors by splitting the objects."""
         self.device = resolve_device(device)
         self.precision = precision
         autocast(self.device, precision)  # validates the precision name now, not at the first image
@@ -108,6 +115,7 @@ class GaraPredictor:
         self.encoder = torch.compile(self.model.image_encoder) if compile else self.model.image_encoder
         self.decode = torch.compile(decode_masks, dynamic=True) if compile else decode_masks
         self.transform = ResizeLongestSide(model.image_encoder.img_size)
+        self.chunk_bytes = CHUNK_BYTES
         self.reset_image()
 
     @classmethod
@@ -209,10 +217,14 @@ class GaraPredictor:
             for j, i in enumerate(members):
                 low_res[i], scores[i] = group_logits[j], group_scores[j]
         low_res_logits = torch.stack(low_res)  # O x C x h x w
-        masks = self.model.postprocess_masks(low_res_logits, self.input_size, self.original_size)
         threshold = self.model.mask_threshold if mask_threshold is None else mask_threshold
+        size = self.model.image_encoder.img_size
+        masks = [
+            (self.model.postprocess_masks(chunk, self.input_size, self.original_size) > threshold).cpu().numpy()
+            for chunk in low_res_logits.split(self._objects_per_call(low_res_logits.shape[1] * size * size * 4))
+        ]
         return Prediction(
-            masks=(masks > threshold).cpu().numpy(),
+            masks=np.concatenate(masks),
             iou_scores=torch.stack(scores).float().cpu().numpy(),
             low_res_logits=low_res_logits.float().cpu().numpy(),
             gates=self.gates,
@@ -231,10 +243,18 @@ class GaraPredictor:
         Returns low-res mask logits O x C x h x w and predicted IoU O x C.
         """
         points = (point_coords.float(), point_labels) if point_coords is not None else None
+        decoder = self.model.mask_decoder
+        pe = self.model.prompt_encoder.get_dense_pe()
+        upscaled_bytes = decoder.transformer_dim // 8 * 16 * pe.shape[-2] * pe.shape[-1] * 4  # per object, fp32
+        masks, iou = [], []
         with autocast(self.device, self.precision):
             sparse, dense = self.model.prompt_encoder(points=points, boxes=None if boxes is None else boxes.float(), masks=None)
-            masks, iou = self.decode(
-                self.model.mask_decoder, self.features, self.model.prompt_encoder.get_dense_pe(), sparse, dense[:1].contiguous()
-            )
+            for chunk in sparse.split(self._objects_per_call(upscaled_bytes)):
+                chunk_masks, chunk_iou = self.decode(decoder, self.features, pe, chunk, dense[:1].contiguous())
+                masks.append(chunk_masks)
+                iou.append(chunk_iou)
         selected = slice(1, None) if multimask_output else slice(0, 1)  # as SAM's MaskDecoder.forward
-        return masks[:, selected].float(), iou[:, selected].float()
+        return torch.cat(masks)[:, selected].float(), torch.cat(iou)[:, selected].float()
+
+    def _objects_per_call(self, bytes_per_object: int) -> int:
+        return max(1, self.chunk_bytes // bytes_per_object)

@@ -66,6 +66,15 @@ def test_plain_sam_matches_segment_anything_predictor(tiny_sam, image, obj):
     assert got.gates is None
 
 
+def test_objects_split_into_chunks_give_the_same_result(predictor):
+    together = predictor.predict(OBJECTS, multimask_output=True)
+    predictor.chunk_bytes = 1  # one object per decoder call and per mask upsampling
+    chunked = predictor.predict(OBJECTS, multimask_output=True)
+    assert np.array_equal(chunked.masks, together.masks)
+    assert np.allclose(chunked.low_res_logits, together.low_res_logits, atol=1e-6)
+    assert np.allclose(chunked.iou_scores, together.iou_scores, atol=1e-6)
+
+
 def test_gate_summary_for_the_image(predictor):
     gates = predictor.predict(OBJECTS[:1]).gates
     assert len(gates.adapters) == 4 * 3
