@@ -115,9 +115,5 @@ def build_gara_sam(
 
 def load_embedded_sam() -> Sam:
     """The tiny SAM trained on clean synthetic scenes that ships inside the package (no download needed)."""
-    if not EMBEDDED_TINY_CHECKPOINT.is_file():
-        log.warning("embedded tiny SAM weights %s are missing: using random weights", EMBEDDED_TINY_CHECKPOINT)
-        torch.manual_seed(0)
-        return build_sam("tiny")
     log.info("no SAM checkpoint given: using the embedded tiny SAM (%s)", EMBEDDED_TINY_CHECKPOINT.name)
     return build_sam("tiny", EMBEDDED_TINY_CHECKPOINT)
