@@ -8,7 +8,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["gara_model", "gara_model.*"]),
-    package_data={"gara_model": ["assets/*", "configs/*.yaml"]},
+    package_data={"gara_model": ["assets/*.safetensors"]},
     install_requires=[
         # torch/torchvision are not pinned: users bring the build that matches their CUDA.
         "torch>=2.1",
