@@ -28,6 +28,7 @@ from bench.ros_common import (
 from bench.node_latency import prompt_msg
 
 WARM_UP_FRAMES = 10  # published before the prompt; the node needs a frame to apply it to
+PROMPT_RETRY_FRAMES = 30  # the prompt is sent again this often until the first mask arrives
 
 
 def percentiles(values: list[float]) -> str:
@@ -87,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
             msg.header = Header(stamp=Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id="camera")
             images.publish(msg)
             newest["stamp_ns"] = stamp_ns
-            if i == WARM_UP_FRAMES:
-                prompts.publish(prompt_msg(args.objects))
+            if i >= WARM_UP_FRAMES and not masks and (i - WARM_UP_FRAMES) % PROMPT_RETRY_FRAMES == 0:
+                prompts.publish(prompt_msg(args.objects))  # persisted by the node; again until masks flow
             if i % args.rss_every == 0:
                 rss.append((i, rss_mb(node_process.pid)))
         elapsed = time.perf_counter() - start
