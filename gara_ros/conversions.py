@@ -156,10 +156,24 @@ def mask_box_area(mask: np.ndarray) -> tuple[tuple[float, float, float, float], 
     return (float(cols[0]), float(rows[0]), float(cols[-1]), float(rows[-1])), int(np.count_nonzero(band))
 
 
-def result_msg(header: Header, object_ids: list[str], masks: np.ndarray, scores: np.ndarray,
-               high_rank_share: float, mean_active_components: float, latency_ms: float) -> SegmentResult:
-    """SegmentResult for (O,H,W) bool masks with (O,) scores; label i+1 is object i as in labels_from_masks."""
-    extents = [mask_box_area(mask) for mask in masks]
+def mask_union(masks: np.ndarray, extents: list[tuple[tuple[float, float, float, float], int]]) -> np.ndarray:
+    """(O,H,W) bool masks with their `mask_box_area` extents -> (H,W) uint8, 255 where any mask is set.
+
+    Each mask is read only inside its box.
+    """
+    union = np.zeros(masks.shape[1:], np.uint8)
+    for mask, ((x1, y1, x2, y2), area) in zip(masks, extents, strict=True):
+        if area:
+            box = np.s_[int(y1):int(y2) + 1, int(x1):int(x2) + 1]
+            np.maximum(union[box], mask[box].view(np.uint8) * np.uint8(255), out=union[box])
+    return union
+
+
+def result_msg(header: Header, object_ids: list[str], extents: list[tuple[tuple[float, float, float, float], int]],
+               scores: np.ndarray, high_rank_share: float, mean_active_components: float,
+               latency_ms: float) -> SegmentResult:
+    """SegmentResult for objects with their masks' `mask_box_area` extents and (O,) scores; label i+1 is object i
+    as in labels_from_masks."""
     return SegmentResult(header=header, latency_ms=float(latency_ms), objects=[
         ObjectResult(
             object_id=object_id, label=label, iou_score=float(score), box=box, area=area,

@@ -11,7 +11,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PointStamped
@@ -191,13 +190,13 @@ class SegmentNode(Node):
         header = job.frame.msg.header
         latency_ms = (time.monotonic() - job.queued) * 1e3
         gates = prediction.gates
+        extents = [conversions.mask_box_area(mask) for mask in masks]
         outputs = [(self.pub_result, conversions.result_msg(
-            header, ids, masks, scores, gates.high_rank_share if gates else 0.0,
+            header, ids, extents, scores, gates.high_rank_share if gates else 0.0,
             gates.mean_active_components if gates else 0.0, latency_ms))]
         if self.pub_mask.get_subscription_count():
-            union = masks.any(axis=0).view(np.uint8)
-            union *= 255
-            outputs.append((self.pub_mask, conversions.array_to_image(union, "mono8", header)))
+            outputs.append((self.pub_mask, conversions.array_to_image(
+                conversions.mask_union(masks, extents), "mono8", header)))
         if self.pub_labels.get_subscription_count():
             outputs.append((self.pub_labels, conversions.array_to_image(
                 conversions.labels_from_masks(masks), "mono16", header)))

@@ -195,13 +195,16 @@ def test_best_masks_picks_highest_score():
     assert np.array_equal(single, masks[:, 0]) and np.shares_memory(single, masks)  # C = 1: a view, no copy
 
 
-def test_labels_box_and_result():
+def test_labels_box_union_and_result():
     labels = conversions.labels_from_masks(MASKS)
     assert labels.dtype == np.uint16 and labels[2, 3] == 1 and labels[3, 4] == 2 and labels[0, 0] == 0
     assert conversions.mask_box_area(MASKS[0]) == ((2, 1, 4, 3), 9)
     assert conversions.mask_box_area(np.zeros((3, 3), bool)) == ((0, 0, 0, 0), 0)
     header = prompt(t=3.5).header
-    msg = conversions.result_msg(header, ["a", "b"], MASKS, np.array([0.5, 0.25]), 0.75, 3.0, 12.0)
+    extents = [conversions.mask_box_area(mask) for mask in MASKS]
+    union = conversions.mask_union(MASKS, extents)
+    assert union.dtype == np.uint8 and np.array_equal(union, MASKS.any(axis=0) * 255)
+    msg = conversions.result_msg(header, ["a", "b"], extents, np.array([0.5, 0.25]), 0.75, 3.0, 12.0)
     assert msg.header == header and msg.latency_ms == 12.0
     a, b = msg.objects
     assert (a.object_id, a.label, a.iou_score, list(a.box), a.area) == ("a", 1, 0.5, [2, 1, 4, 3], 9)
