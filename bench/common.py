@@ -102,7 +102,8 @@ def _cpu_sdpa_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
 
 def count_flops(fn: Callable[[], object]) -> int:
     """FLOPs of one call of fn (torch.utils.flop_counter: matmuls, convolutions, SDPA, also SDPA's CPU kernel)."""
-    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops}) as counter:
+    cpu_sdpa = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_sdpa_flops}
+    with FlopCounterMode(display=False, custom_mapping=cpu_sdpa) as counter:
         fn()
     return counter.get_total_flops()
 

@@ -18,7 +18,7 @@ import torch
 from segment_anything import SamPredictor
 
 from bench.common import interleaved, parser, random_image, random_sam, ratio, sam_variant, setup, summary, timed
-from gara_model.predictor import CHUNK_BYTES, GaraPredictor, ObjectPrompt
+from gara_model.predictor import GaraPredictor, ObjectPrompt
 
 COUNTS = (1, 4, 16, 64)
 
@@ -36,12 +36,14 @@ def with_chunk_bytes(predictor: GaraPredictor, chunk_bytes: int, objects: list[O
     return run
 
 
-def decoder_variants(ours: GaraPredictor, theirs: SamPredictor, objects: list[ObjectPrompt], compiled: GaraPredictor | None):
+def decoder_variants(
+    ours: GaraPredictor, chunk_bytes: int, theirs: SamPredictor, objects: list[ObjectPrompt], compiled: GaraPredictor | None
+):
     """name -> call decoding all `objects` once."""
     coords = torch.as_tensor(np.stack([theirs.transform.apply_coords(o.points, theirs.original_size) for o in objects]))
     labels = torch.ones(coords.shape[:2], dtype=torch.int64)
     variants = {
-        "GaraPredictor": with_chunk_bytes(ours, CHUNK_BYTES, objects),
+        "GaraPredictor": with_chunk_bytes(ours, chunk_bytes, objects),
         "GaraPredictor, one call": with_chunk_bytes(ours, sys.maxsize, objects),
         "SamPredictor": lambda: theirs.predict_torch(coords.to(theirs.device), labels.to(theirs.device), multimask_output=False),
     }
@@ -58,6 +60,7 @@ def main() -> None:
     size = sam.image_encoder.img_size
     image = random_image(size)
     ours = GaraPredictor(sam, device=device)
+    chunk_bytes = ours.chunk_bytes  # the device's default
     theirs = SamPredictor(ours.model)
     theirs.set_image(image)
     encoder = [timed(lambda: ours.set_image(image), device) for _ in range(args.repeats)]
@@ -68,7 +71,7 @@ def main() -> None:
         print(f"compile=True, first set_image (compiles the encoder): {timed(lambda: compiled.set_image(image), device):.1f} s")
     times = {}
     for count in COUNTS:
-        variants = decoder_variants(ours, theirs, point_prompts(count, size), compiled)
+        variants = decoder_variants(ours, chunk_bytes, theirs, point_prompts(count, size), compiled)
         interleaved(variants, 1, device)  # warm-up; compiles the decoder for compile=True
         times[count] = interleaved(variants, args.repeats, device)
     for name in times[COUNTS[0]]:

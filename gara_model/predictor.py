@@ -94,9 +94,10 @@ def decode_masks(
 
 
 # Objects per decoder call: the largest per-call tensor stays under this many bytes. On the CPU, glibc serves
-# larger blocks by fresh mmap pages that the kernel zeroes on every call; ViT-B's decoder measured 1.3x faster in
-# pairs of objects than with 16 at once (docs/benchmarks.md). Results do not depend on it.
-CHUNK_BYTES = 16 * 2**20
+# larger blocks by fresh mmap pages that the kernel zeroes on every call; ViT-B's decoder measured 1.4x faster in
+# pairs of objects than with 16 at once (docs/benchmarks.md). On CUDA the bound only caps memory. Results do not
+# depend on it.
+CHUNK_BYTES = {"cpu": 16 * 2**20, "cuda": 512 * 2**20}
 
 
 class GaraPredictor:
@@ -107,7 +108,8 @@ class GaraPredictor:
     ) -> None:
         """compile: `torch.compile` the image encoder and the decoder (the first image and the first call per
         prompt layout then take long to compile; see docs/benchmarks.md for what it gains).
-        `chunk_bytes` (default CHUNK_BYTES) bounds the decoder's per-call tensors by splitting the objects."""
+        `chunk_bytes` (CHUNK_BYTES of the device type) bounds the decoder's per-call tensors by splitting
+        the objects."""
         self.device = resolve_device(device)
         self.precision = precision
         autocast(self.device, precision)  # validates the precision name now, not at the first image
@@ -115,7 +117,7 @@ class GaraPredictor:
         self.encoder = torch.compile(self.model.image_encoder) if compile else self.model.image_encoder
         self.decode = torch.compile(decode_masks, dynamic=True) if compile else decode_masks
         self.transform = ResizeLongestSide(model.image_encoder.img_size)
-        self.chunk_bytes = CHUNK_BYTES
+        self.chunk_bytes = CHUNK_BYTES.get(self.device.type, CHUNK_BYTES["cuda"])
         self.reset_image()
 
     @classmethod
