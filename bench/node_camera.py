@@ -23,7 +23,8 @@ import threading
 import time
 
 from bench.ros_common import (
-    NODE, camera_frame, load_average, median_ms, ros_env, ros_info, rss_mb, start_node, stop_node, use_env,
+    NODE, camera_frame, load_average, median_ms, overhead_ms, ros_env, ros_info, rss_mb, start_node, stop_node,
+    use_env,
 )
 from bench.node_latency import prompt_msg
 
@@ -103,12 +104,13 @@ def run(args: argparse.Namespace) -> int:
     processed = node["frames"]
     stamps = [s for s, _ in masks]
     model = [f["model"] for f in processed]
-    overhead = [f["convert"] + f["encode"] + f["publish"] for f in processed]
+    overhead = [overhead_ms(f) for f in processed]
     print(f"camera {width}x{height} bgr8 at {args.rate:g} Hz, {args.frames} frames in {elapsed:.1f} s "
           f"({args.frames / elapsed:.1f} Hz achieved, {late} ticks late by > half a period), transport "
           f"{args.transport}, {args.objects} objects; load {load_average()}")
     print(f"model {median_ms(model)} ms median = {1e3 / statistics.median(model):.1f} Hz (slower than the camera: "
-          f"{statistics.median(model) > 1e3 / args.rate}); node overhead {median_ms(overhead)} ms")
+          f"{statistics.median(model) > 1e3 / args.rate}); node overhead {median_ms(overhead)} ms (CPU "
+          f"{median_ms([overhead_ms(f, 'cpu_') for f in processed])} ms)")
     frames_ms = 1e3 / args.rate
     print("freshness (median / p95 / max):")
     print(f"  frames newer than the job's frame when the job started: "

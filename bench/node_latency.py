@@ -7,10 +7,11 @@ Per transport setting, a segment_node process (bench.ros_common) and a client pr
 with that setting's FASTDDS_DEFAULT_PROFILES_FILE. The client publishes bgr8 frames one at a time (the next once
 all outputs of the previous one arrived, or after LOST_AFTER_S: lost) at 640x480 and 1920x1080, with persisted
 prompts, subscribed to ~/result and ~/mask (then, at 1080p, also to ~/labels and ~/overlay).
-The node times its own stages per frame: convert
-(message -> RGB), model (set_image + predict), encode (masks -> messages), publish (rclpy publish calls).
-Node overhead = convert + encode + publish; prompt handling (once per prompt) and the rclpy message -> Python
-conversion of a received image are timed here on the same frames. Transfer = end to end - node stages.
+The node times its own stages per frame: convert (message -> RGB), model (set_image + predict), encode (masks ->
+messages), publish (rclpy publish calls). Node overhead = convert + encode + publish, in wall time and in the worker
+thread's CPU time (the difference is waiting for a core on a busy machine; OpenCV may add threads of its own).
+Prompt handling (once per prompt) and the rclpy message -> Python conversion of a received image are timed here on
+the same frames. Transfer = end to end - node stages.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import threading
 import time
 
 from bench.ros_common import (
-    NODE, camera_frame, load_average, median_ms, ros_env, ros_info, start_node, stop_node, use_env,
+    NODE, camera_frame, load_average, median_ms, overhead_ms, ros_env, ros_info, start_node, stop_node, use_env,
 )
 
 OUTPUT_SETS = {"mask": ("result", "mask"), "all": ("result", "mask", "labels", "overlay")}
@@ -170,13 +171,14 @@ def report(transport: str, records: list[dict], stages: list[dict]) -> list[str]
         lost = sum(r["pass"] == name and r["lost"] for r in records)
         node = [by_stamp[r["stamp_ns"]] for r in done]
         model = [s["model"] for s in node]
-        overhead = [s["convert"] + s["encode"] + s["publish"] for s in node]
-        transfer = [r["mask_ms"] - sum(v for k, v in s.items() if not k.endswith("_ns")) for r, s in zip(done, node)]
+        overhead = [overhead_ms(s) for s in node]
+        transfer = [r["mask_ms"] - s["model"] - overhead_ms(s) for r, s in zip(done, node)]
         share = statistics.median(overhead) / statistics.median(model) if node else float("nan")
         rows.append(
             f"{transport:8s} {name:15s} {len(done):3d} {lost:4d} {median_ms(model):>8s} "
             f"{median_ms([s['convert'] for s in node]):>7s} {median_ms([s['encode'] for s in node]):>7s} "
-            f"{median_ms([s['publish'] for s in node]):>7s} {median_ms(overhead):>8s} {100 * share:6.1f}% "
+            f"{median_ms([s['publish'] for s in node]):>7s} {median_ms(overhead):>8s} "
+            f"{median_ms([overhead_ms(s, 'cpu_') for s in node]):>7s} {100 * share:6.1f}% "
             f"{median_ms([r['mask_ms'] for r in done]):>8s} {median_ms([r['result_ms'] for r in done]):>8s} "
             f"{median_ms(transfer):>8s}")
     return rows
@@ -203,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     for size, times in function_times(args.objects).items():
         print(f"pure functions at {size}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in times.items()))
     print(f"\n{'transport':8s} {'pass':15s} {'n':>3s} {'lost':>4s} {'model':>8s} {'convert':>7s} {'encode':>7s} "
-          f"{'publish':>7s} {'overhead':>8s} {'/model':>7s} {'e2e mask':>8s} {'e2e res':>8s} {'transfer':>8s}"
-          "   (ms, medians)")
+          f"{'publish':>7s} {'overhead':>8s} {'its CPU':>7s} {'/model':>7s} {'e2e mask':>8s} {'e2e res':>8s} "
+          f"{'transfer':>8s}   (ms, medians)")
     for domain_id, transport in enumerate(args.transports.split(","), start=91):
         records, stages = run_setting(transport, domain_id, args.frames, args.objects)
         print("\n".join(report(transport, records, stages)), f"   [load {load_average()}]", flush=True)

@@ -92,13 +92,19 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
+def overhead_ms(frame: dict, kind: str = "") -> float:
+    """The node's own time for one logged frame: convert + encode + publish (wall; kind "cpu_": CPU time)."""
+    return sum(frame[kind + stage] for stage in ("convert", "encode", "publish"))
+
+
 def median_ms(values: list[float]) -> str:
     return f"{statistics.median(values):.1f}" if values else "-"
 
 
 def serve(log: Path, params: dict[str, object]) -> None:
     """Spins a segment_node until SIGINT; then writes its frame counts and, per processed frame ("frames"): stamp_ns,
-    the newest received stamp when the job started and when its outputs were published, its stage times in ms."""
+    the newest received stamp when the job started and when its outputs were published, its stage times in ms
+    (wall; "cpu_<stage>": the worker thread's CPU time)."""
     import rclpy
     from rclpy.parameter import Parameter
 
@@ -113,7 +119,8 @@ def serve(log: Path, params: dict[str, object]) -> None:
             newest_at_start = self.frames.latest().stamp_ns
             super().process(job)
             self.log.append({"stamp_ns": job.frame.stamp_ns, "newest_at_start_ns": newest_at_start,
-                             "newest_at_publish_ns": self.frames.latest().stamp_ns, **self.stats["stage_ms"]})
+                             "newest_at_publish_ns": self.frames.latest().stamp_ns, **self.stats["stage_ms"],
+                             **{f"cpu_{k}": v for k, v in self.stats["stage_cpu_ms"].items()}})
 
     rclpy.init()
     node = TimedNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])

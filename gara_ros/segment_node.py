@@ -50,15 +50,17 @@ OUTPUT_QOS = QoSProfile(depth=2)
 
 
 class StageTimer:
-    """Milliseconds per named stage, each stage lasting from the previous `lap` (or creation) to its own."""
+    """Milliseconds per named stage, each from the previous `lap` (or creation) to its own: wall time in `ms`, and
+    this thread's CPU time in `cpu_ms` (wall minus CPU = waiting for a core or the GIL on a busy machine)."""
 
     def __init__(self):
         self.ms: dict[str, float] = {}
-        self._last = time.perf_counter()
+        self.cpu_ms: dict[str, float] = {}
+        self._last = (time.perf_counter(), time.thread_time())
 
     def lap(self, stage: str) -> None:
-        now = time.perf_counter()
-        self.ms[stage] = (now - self._last) * 1e3
+        now = (time.perf_counter(), time.thread_time())
+        self.ms[stage], self.cpu_ms[stage] = ((a - b) * 1e3 for a, b in zip(now, self._last, strict=True))
         self._last = now
 
 
@@ -94,7 +96,8 @@ class SegmentNode(Node):
         self.slot = LatestSlot()
         self.active: list[ObjectPrompt] = []  # persisted prompts
         self.enabled = True
-        self.stats = {"received": 0, "processed": 0, "errors": 0, "latency_ms": 0.0, "stage_ms": {}}
+        self.stats = {"received": 0, "processed": 0, "errors": 0, "latency_ms": 0.0, "stage_ms": {},
+                      "stage_cpu_ms": {}}
         self._window = (time.monotonic(), 0, 0)  # (start, processed, errors) of this diagnostics window
 
         compressed = self.p["image_transport"] == "compressed"
@@ -176,7 +179,8 @@ class SegmentNode(Node):
     def process(self, job: Job) -> None:
         """Encode the frame once, decode all objects in one call, publish every subscribed output.
 
-        Times each stage (`stats["stage_ms"]`): convert, model, encode (masks -> messages), publish.
+        Times each stage (`stats["stage_ms"]`, CPU time in `stats["stage_cpu_ms"]`): convert, model, encode
+        (masks -> messages), publish.
         """
         timer = StageTimer()
         rgb = self._to_rgb(job.frame.msg)
@@ -209,7 +213,7 @@ class SegmentNode(Node):
         timer.lap("publish")
         self.stats["processed"] += 1
         self.stats["latency_ms"] = latency_ms
-        self.stats["stage_ms"] = timer.ms
+        self.stats["stage_ms"], self.stats["stage_cpu_ms"] = timer.ms, timer.cpu_ms
 
     def _frame_size(self, msg) -> tuple[int, int]:
         """(width, height) of a buffered frame; compressed frames are decoded to find out (ConversionError)."""
