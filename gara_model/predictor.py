@@ -94,7 +94,7 @@ def decode_masks(
 
 
 # Objects per decoder call: the largest per-call tensor stays under this many bytes. On the CPU, glibc serves
-# larger blocks by fresh mmap pages that the kernel zeroes on every call; ViT-B's decoder measured 1.4x faster in
+# larger blocks by fresh mmap pages that the kernel zeroes on every call; ViT-B's decoder measured 1.3-1.4x faster in
 # pairs of objects than with 16 at once (docs/benchmarks.md). On CUDA the bound only caps memory. Results do not
 # depend on it.
 CHUNK_BYTES = {"cpu": 16 * 2**20, "cuda": 512 * 2**20}
