@@ -36,6 +36,8 @@ PARAMETERS = {
     "adapter": ("", "GaRA adapter file; empty = plain SAM"),
     "device": ("auto", "auto, cpu, cuda or cuda:N"),
     "precision": ("auto", "auto, fp32, fp16 or bf16"),
+    "image_size": (0, "image encoder input size in pixels, a multiple of the patch size (issue 6, docs/basam.md); "
+                      "0 = the model's native size"),
     "multimask": (False, "decode 3 masks per object and keep the best-scoring one"),
     "mask_threshold": (0.0, "logit threshold for the binary masks"),
     "persist": (False, "apply the last prompts to every new frame until ~/clear"),
@@ -88,7 +90,8 @@ class SegmentNode(Node):
 
         self.predictor = GaraPredictor.from_files(
             sam_variant=self.p["sam_variant"], checkpoint=self.p["checkpoint"] or None,
-            adapter=self.p["adapter"] or None, device=self.p["device"], precision=self.p["precision"])
+            adapter=self.p["adapter"] or None, device=self.p["device"], precision=self.p["precision"],
+            image_size=self.p["image_size"] or None)
         source = self.p["checkpoint"] or "the embedded tiny model (no checkpoint configured)"
         self.get_logger().info(f"{self.predictor.model_name} on {self.predictor.device} from {source}")
 

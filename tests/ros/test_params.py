@@ -1,8 +1,10 @@
-"""config/gara.yaml documents exactly the parameters the node declares, with the same defaults."""
+"""config/gara.yaml documents exactly the parameters the node declares, with the same defaults; they reach the model."""
 
 from pathlib import Path
 
+import pytest
 import yaml
+from rclpy.parameter import Parameter
 
 from gara_ros.segment_node import PARAMETERS, SegmentNode
 
@@ -20,3 +22,13 @@ def test_node_starts_from_the_params_file(ros):
         assert node.p == {name: default for name, (default, _) in PARAMETERS.items()} | {"persist": True}
     finally:
         node.destroy_node()
+
+
+def test_image_size_reaches_the_encoder(ros):
+    node = SegmentNode(parameter_overrides=[Parameter("image_size", value=64)])
+    try:
+        assert node.predictor.model.image_encoder.img_size == 64
+    finally:
+        node.destroy_node()
+    with pytest.raises(ValueError, match="image_size"):
+        SegmentNode(parameter_overrides=[Parameter("image_size", value=100)])  # not a multiple of the patch size
