@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import pickle
 import zipfile
@@ -17,6 +18,10 @@ from torch import nn
 
 from gara_model.config import GaraConfig
 from gara_model.modeling import adapter_layers, adapter_state_dict, gara_config, inject_adapters
+from gara_model.modeling.basam import BiasModeMask
+from gara_model.modeling.resolution import set_image_size
+
+log = logging.getLogger(__name__)
 
 ADAPTER_FORMAT = "gara-adapter-v1"
 OFFICIAL_CHECKPOINTS = {"vit_b": "sam_vit_b_01ec64.pth", "vit_l": "sam_vit_l_0b3195.pth", "vit_h": "sam_vit_h_4b8939.pth"}
@@ -71,6 +76,7 @@ def base_description(sam: Sam) -> dict:
         "embed_dim": int(weight.shape[0]),
         "depth": len(encoder.blocks),
         "image_size": int(encoder.img_size),
+        "scaling": "basam" if any(isinstance(m, BiasModeMask) for m in sam.modules()) else "none",
         "fingerprint": hashlib.sha256(weight.numpy().tobytes()).hexdigest()[:16],
     }
 
@@ -109,10 +115,17 @@ def read_adapter_config(path: str | os.PathLike) -> tuple[GaraConfig, dict]:
 
 
 def load_adapter(model: Sam, path: str | os.PathLike, allow_other_base: bool = False) -> Sam:
-    """Loads an adapter file onto a SAM model (injecting the adapters if it has none yet); checks the base model."""
+    """Loads an adapter file onto a SAM model (injecting the adapters if it has none yet); checks the base model.
+
+    The model takes the image size and scaling the adapter was trained at (`set_image_size`).
+    """
     config, base = read_adapter_config(path)
     own_base = base_description(model)
-    shape_keys = ("embed_dim", "depth", "image_size")
+    if (base["image_size"], base["scaling"]) != (own_base["image_size"], own_base["scaling"]):
+        log.info("adapter %s was trained at image_size %d with scaling %s: the model follows it",
+                 path, base["image_size"], base["scaling"])
+        set_image_size(model, base["image_size"], base["scaling"])
+    shape_keys = ("embed_dim", "depth")
     if any(base[k] != own_base[k] for k in shape_keys):
         raise ValueError(
             f"adapter {path} was trained on a SAM with {', '.join(f'{k}={base[k]}' for k in shape_keys)}, "

@@ -1,5 +1,6 @@
 """SAM checkpoints through the real loading path, and adapter files (safetensors) round trips."""
 
+import copy
 import json
 
 import pytest
@@ -130,3 +131,16 @@ def test_metadata_is_readable_json(tiny_sam, tmp_path):
     config, base = read_adapter_config(path)
     assert json.loads(config.to_json())["ranks"] == [4, 12]
     assert len(base["fingerprint"]) == 16
+
+
+def test_adapter_trained_at_another_size_brings_its_geometry(tiny_sam, tmp_path, images):
+    from gara_model.modeling.resolution import set_image_size
+
+    trained = set_image_size(make_gara(tiny_sam), 64, "basam")
+    path = save_adapter(trained, tmp_path / "a64.safetensors")
+    assert read_adapter_config(path)[1]["scaling"] == "basam"
+    loaded = load_adapter(copy.deepcopy(tiny_sam), path)
+    assert loaded.image_encoder.img_size == 64
+    small = torch.nn.functional.interpolate(images, size=(64, 64))
+    with torch.no_grad():
+        assert torch.equal(loaded.image_encoder(small), trained.image_encoder(small))
