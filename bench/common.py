@@ -108,14 +108,6 @@ def count_flops(fn: Callable[[], object]) -> int:
     return counter.get_total_flops()
 
 
-def matmul_rate(device: torch.device, repeats: int = 20, shape: tuple[int, int, int] = QKV_SHAPE) -> float:
-    """This machine's fp32 matmul FLOP/s for an M x K @ K x N product (best of repeats)."""
-    m, k, n = shape
-    a, b = torch.randn(m, k, device=device), torch.randn(k, n, device=device)
-    a @ b
-    return 2 * m * k * n / min(timed(lambda: a @ b, device) for _ in range(repeats))
-
-
 def random_image(size: int, seed: int = 0) -> np.ndarray:
     """A size x size x 3 uint8 RGB image of noise."""
     return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)

@@ -10,7 +10,7 @@ import statistics
 import torch
 
 from bench.common import (
-    QKV_SHAPE, count_flops, force_rank_space, gara_sam, interleaved, matmul_rate, parser, random_sam, ratio,
+    QKV_SHAPE, count_flops, force_rank_space, gara_sam, interleaved, parser, random_sam, ratio,
     sam_variant, setup, summary,
 )
 from gara_model.modeling import set_adapters_enabled, set_merged_inference
@@ -42,19 +42,29 @@ def encoder_variants(variant: str, device: torch.device) -> dict:
     }
 
 
+def qkv_matmul(device: torch.device, repeats: int = 10):
+    """A call of `repeats` fp32 matmuls of the ViT-B qkv shape: this machine's reachable FLOP/s."""
+    m, k, n = QKV_SHAPE
+    a, b = torch.randn(m, k, device=device), torch.randn(k, n, device=device)
+    return lambda: [a @ b for _ in range(repeats)]
+
+
 def compare(variants: dict, repeats: int, device: torch.device) -> None:
-    """Warm-up round counting FLOPs, then interleaved timed rounds; a table relative to the first variant."""
+    """Warm-up round counting FLOPs, then interleaved timed rounds (the qkv matmul among them, so that it sees
+    the same load); a table relative to the first variant and to the matmul's FLOP/s."""
+    m, k, n = QKV_SHAPE
+    matmul = f"fp32 matmul {m}x{k} @ {k}x{n} x10"
+    variants = {**variants, matmul: qkv_matmul(device)}
     flops = {name: count_flops(fn) for name, fn in variants.items()}
     times = interleaved(variants, repeats, device)
-    rate = matmul_rate(device)
-    m, k, n = QKV_SHAPE
-    print(f"fp32 matmul {m}x{k} @ {k}x{n}: {rate / 1e9:.1f} GFLOP/s")
+    rate = flops[matmul] / statistics.median(times[matmul])
+    print(f"{matmul}: {summary(times.pop(matmul))}, {rate / 1e9:.1f} GFLOP/s (timed within the rounds)")
     base_name = next(iter(variants))
-    print(f"{'variant':28s} {'latency median (min, max)':>34s}  {'vs ' + base_name:>30s}  {'GFLOP':>7s} {'+FLOP':>6s} "
+    print(f"{'variant':34s} {'latency median (min, max)':>34s}  {'vs ' + base_name:>30s}  {'GFLOP':>7s} {'+FLOP':>6s} "
           f"{'GFLOP/s':>8s} {'of matmul':>9s}")
-    for name in variants:
+    for name in times:
         achieved = flops[name] / statistics.median(times[name])
-        print(f"{name:28s} {summary(times[name]):>34s}  {ratio(times[name], times[base_name]):>30s}  "
+        print(f"{name:34s} {summary(times[name]):>34s}  {ratio(times[name], times[base_name]):>30s}  "
               f"{flops[name] / 1e9:7.1f} {100 * (flops[name] / flops[base_name] - 1):5.1f}% {achieved / 1e9:8.1f} "
               f"{achieved / rate:9.2f}")
 
