@@ -28,7 +28,7 @@ def draw_overlay(rgb: np.ndarray, masks: np.ndarray, object_ids: list[str], scor
         roi, roi_mask = bgr[y:y + height, x:x + width], inside[y:y + height, x:x + width]
         tinted = cv2.add(cv2.convertScaleAbs(roi, alpha=1 - alpha), (*(alpha * colour).tolist(), 0.0))
         cv2.copyTo(tinted, roi_mask, roi)  # writes through the view into bgr
-        contours, _ = cv2.findContours(inside, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        contours, _ = cv2.findContours(roi_mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x, y))
         cv2.drawContours(bgr, contours, -1, colour.tolist(), 2)
         cv2.putText(bgr, f"{object_id} {score:.2f}", (x, max(y - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                     colour.tolist(), 1, cv2.LINE_AA)
