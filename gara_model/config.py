@@ -66,6 +66,8 @@ class ModelConfig:
     sam: str = field(default="tiny", metadata={"help": "SAM variant: vit_b | vit_l | vit_h | tiny"})
     checkpoint: str | None = field(default=None, metadata={"help": "SAM weights; None with tiny = the embedded model"})
     train_base: bool = field(default=False, metadata={"help": "train all of SAM (no adapters): how the tiny base is made"})
+    image_size: int | None = field(default=None, metadata={"help": "encoder input size (multiple of the patch size); None = native"})
+    scaling: str = field(default="none", metadata={"help": "none | basam (BA-SAM scale and bias-mode mask, trained with the adapters)"})
 
 
 def _robust_seg() -> list[str]:

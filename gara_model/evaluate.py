@@ -2,6 +2,8 @@
 
 Example: python -m gara_model.evaluate --sam vit_b --checkpoint sam_vit_b_01ec64.pth \\
     --adapter gara=runs/gara/adapter.safetensors --data acdc=/data/ACDC:val --out outputs/eval
+Several encoder sizes, with and without BA-SAM: --image-size 512,640,768,1024 --scaling none,basam
+
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ import argparse
 import logging
 from pathlib import Path
 
-from gara_model.build import build_gara_sam, build_sam, load_embedded_sam
+from gara_model.build import build_sam, load_embedded_sam
 from gara_model.checkpoint import load_adapter
 from gara_model.data.build import dataset_from_spec
 from gara_model.engine.evaluation import evaluate
 from gara_model.engine.report import write_report
+from gara_model.modeling.resolution import set_image_size
 from gara_model.predictor import GaraPredictor
 
 
@@ -46,20 +49,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompts", default="point,box")
     parser.add_argument("--random-points", type=int, default=0, help="extra seeded random points per object")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--image-size", default="", help="comma-separated encoder input sizes to compare (default: native)")
+    parser.add_argument("--scaling", default="none", help="comma-separated: none, basam (BA-SAM at sizes other than native)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="outputs/eval")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    predictors = {}
-    if not args.no_base:
-        predictors["SAM"] = GaraPredictor(base_model(args.sam, args.checkpoint), device=args.device)
+    models = [] if args.no_base else [("SAM", None)]
     for item in args.adapter:
         name, sep, path = item.partition("=")
         if not sep:
             parser.error(f"--adapter {item!r}: use NAME=FILE")
-        model = load_adapter(base_model(args.sam, args.checkpoint), path) if args.checkpoint is None else build_gara_sam(args.sam, args.checkpoint, adapter=path)
-        predictors[name] = GaraPredictor(model, device=args.device)
+        models.append((name, path))
+    sizes = [int(s) for s in args.image_size.split(",") if s] or [None]
+    scalings = [s for s in args.scaling.split(",") if s]
+    predictors = {}
+    for name, adapter in models:
+        for size in sizes:
+            for scaling in scalings:
+                model = base_model(args.sam, args.checkpoint)
+                if adapter is not None:
+                    load_adapter(model, adapter)
+                if size is not None or scaling != "none":
+                    set_image_size(model, size, scaling)
+                label = name if len(sizes) == 1 and len(scalings) == 1 else f"{name} @{model.image_encoder.img_size} {scaling}"
+                predictors[label] = GaraPredictor(model, device=args.device)
     if not predictors:
         parser.error("nothing to evaluate: give --adapter or drop --no-base")
     datasets = dict(parse_dataset(text) for text in (args.data or ["synthetic"]))

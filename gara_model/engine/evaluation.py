@@ -6,6 +6,7 @@ corruption and shown to every model, so the models see exactly the same pixels a
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from typing import Iterator, Mapping, Sequence
 
@@ -35,6 +36,7 @@ class EvalRow:
     images: int
     high_rank_share: float | None  # mean over images; None for a model without adapters (plain SAM)
     mean_active_components: float | None
+    encoder_ms: float  # mean time of set_image (the image encoder) per image
     protocol: str = EVAL_PROTOCOL
 
 
@@ -72,29 +74,33 @@ def evaluate(
     unknown = set(prompt_types) - set(PROMPT_TYPES)
     if unknown:
         raise ValueError(f"prompt_types must be from {PROMPT_TYPES}, got {sorted(unknown)}")
-    scores: dict[tuple, list] = {}  # key -> [iou list, dice list, images, high shares, active means]
+    scores: dict[tuple, list] = {}  # key -> [iou list, dice list, images, high shares, active means, encoder s]
     for dataset_name, dataset in datasets.items():
         views = degraded_views(dataset, corruptions, severity, seed)
         total = len(dataset) * (1 + len(corruptions))
         for condition, image, masks in tqdm(views, total=total, desc=f"evaluate {dataset_name}", disable=not progress):
             for model_name, predictor in predictors.items():
+                started = time.perf_counter()
                 predictor.set_image(image)
+                encoder_seconds = time.perf_counter() - started
                 for prompt in prompt_types:
                     objects = object_prompts(masks, prompt, num_random_points, seed)
                     predicted = predictor.predict(objects).masks[:, 0]
                     iou, dice = iou_and_dice(predicted, masks)
-                    entry = scores.setdefault((model_name, dataset_name, condition, prompt), [[], [], 0, [], []])
+                    entry = scores.setdefault((model_name, dataset_name, condition, prompt), [[], [], 0, [], [], 0.0])
                     entry[0].extend(iou)
                     entry[1].extend(dice)
                     entry[2] += 1
+                    entry[5] += encoder_seconds
                     if predictor.gates is not None:
                         entry[3].append(predictor.gates.high_rank_share)
                         entry[4].append(predictor.gates.mean_active_components)
     mean = lambda values: float(np.mean(values)) if values else None  # noqa: E731
+    conditions = list(dict.fromkeys(key[2] for key in scores))
+    order = lambda key: (list(predictors).index(key[0]), list(datasets).index(key[1]), conditions.index(key[2]), list(prompt_types).index(key[3]))  # noqa: E731
     return [
-        EvalRow(model, dataset, condition, prompt, float(np.mean(ious)), float(np.mean(dices)), len(ious), images,
-                mean(high), mean(active))
-        for (model, dataset, condition, prompt), (ious, dices, images, high, active) in scores.items()
+        EvalRow(*key, float(np.mean(ious)), float(np.mean(dices)), len(ious), images, mean(high), mean(active), 1000 * seconds / images)
+        for key, (ious, dices, images, high, active, seconds) in sorted(scores.items(), key=lambda item: order(item[0]))
     ]
 
 

@@ -31,6 +31,10 @@ def markdown_table(rows: Sequence[EvalRow]) -> str:
         masks = next(c.masks for c in cells if c)
         values = " | ".join(f"{c.iou:.3f} | {c.dice:.3f}" if c else "- | -" for c in cells)
         lines.append(f"| {dataset} | {condition} | {prompt} | {masks} | {values} |")
+    lines += ["", "| model | encoder ms per image (mean) |", "|---|---:|"]
+    for model in models:
+        times = [r.encoder_ms for r in rows if r.model == model]
+        lines.append(f"| {model} | {sum(times) / len(times):.1f} |")
     gated = [r for r in rows if r.high_rank_share is not None and r.prompt == rows[0].prompt]
     if gated:
         lines += ["", "| model | dataset | condition | images choosing the higher-rank set | mean active components |", "|---|---|---|---:|---:|"]

@@ -41,7 +41,7 @@ def build_training_model(cfg: TrainConfig) -> Sam:
     checkpoint = cfg.model.checkpoint
     if checkpoint is None and cfg.model.sam == "tiny" and not cfg.model.train_base:
         checkpoint = EMBEDDED_TINY_CHECKPOINT
-    sam = build_sam(cfg.model.sam, checkpoint)
+    sam = build_sam(cfg.model.sam, checkpoint, image_size=cfg.model.image_size, scaling=cfg.model.scaling)
     if cfg.model.train_base:
         return sam.requires_grad_(True)
     return inject_adapters(sam, cfg.adapter)
