@@ -135,11 +135,12 @@ def best_masks(masks: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
     return masks[rows, best], scores[rows, best]
 
 
-def labels_from_masks(masks: np.ndarray) -> np.ndarray:
-    """(O,H,W) bool -> (H,W) uint16 instance ids 1..O (0 = background; later objects on top)."""
+def labels_from_masks(masks: np.ndarray, extents: list[tuple[tuple[float, float, float, float], int]]) -> np.ndarray:
+    """(O,H,W) bool masks with their `mask_box_area` extents -> (H,W) uint16 instance ids 1..O (0 = background;
+    later objects on top). Each mask is read only inside its box."""
     labels = np.zeros(masks.shape[1:], np.uint16)
-    for label, mask in enumerate(masks, start=1):
-        labels[mask] = label
+    for label, mask, box in _boxed(masks, extents):
+        np.copyto(labels[box], label, where=mask[box])
     return labels
 
 
@@ -162,11 +163,16 @@ def mask_union(masks: np.ndarray, extents: list[tuple[tuple[float, float, float,
     Each mask is read only inside its box.
     """
     union = np.zeros(masks.shape[1:], np.uint8)
-    for mask, ((x1, y1, x2, y2), area) in zip(masks, extents, strict=True):
-        if area:
-            box = np.s_[int(y1):int(y2) + 1, int(x1):int(x2) + 1]
-            np.maximum(union[box], mask[box].view(np.uint8) * np.uint8(255), out=union[box])
+    for _, mask, box in _boxed(masks, extents):
+        np.maximum(union[box], mask[box].view(np.uint8) * np.uint8(255), out=union[box])
     return union
+
+
+def _boxed(masks: np.ndarray, extents: list[tuple[tuple[float, float, float, float], int]]):
+    """(label 1..O, mask, its box as a (rows, cols) slice) for every non-empty mask."""
+    for label, (mask, ((x1, y1, x2, y2), area)) in enumerate(zip(masks, extents, strict=True), start=1):
+        if area:
+            yield label, mask, np.s_[int(y1):int(y2) + 1, int(x1):int(x2) + 1]
 
 
 def result_msg(header: Header, object_ids: list[str], extents: list[tuple[tuple[float, float, float, float], int]],

@@ -206,7 +206,7 @@ class SegmentNode(Node):
                 conversions.mask_union(masks, extents), "mono8", header)))
         if self.pub_labels.get_subscription_count():
             outputs.append((self.pub_labels, conversions.array_to_image(
-                conversions.labels_from_masks(masks), "mono16", header)))
+                conversions.labels_from_masks(masks, extents), "mono16", header)))
         if self.p["overlay"] and self.pub_overlay.get_subscription_count():
             outputs.append((self.pub_overlay, conversions.array_to_image(
                 draw_overlay(rgb, masks, ids, scores), "bgr8", header)))

@@ -196,12 +196,15 @@ def test_best_masks_picks_highest_score():
 
 
 def test_labels_box_union_and_result():
-    labels = conversions.labels_from_masks(MASKS)
-    assert labels.dtype == np.uint16 and labels[2, 3] == 1 and labels[3, 4] == 2 and labels[0, 0] == 0
     assert conversions.mask_box_area(MASKS[0]) == ((2, 1, 4, 3), 9)
     assert conversions.mask_box_area(np.zeros((3, 3), bool)) == ((0, 0, 0, 0), 0)
-    header = prompt(t=3.5).header
     extents = [conversions.mask_box_area(mask) for mask in MASKS]
+    labels = conversions.labels_from_masks(MASKS, extents)
+    assert labels.dtype == np.uint16 and labels[2, 3] == 1 and labels[3, 4] == 2 and labels[0, 0] == 0
+    empty_first = np.stack([np.zeros_like(MASKS[0]), MASKS[1]])  # ids follow object order, empty masks included
+    empty_extents = [conversions.mask_box_area(mask) for mask in empty_first]
+    assert set(np.unique(conversions.labels_from_masks(empty_first, empty_extents))) == {0, 2}
+    header = prompt(t=3.5).header
     union = conversions.mask_union(MASKS, extents)
     assert union.dtype == np.uint8 and np.array_equal(union, MASKS.any(axis=0) * 255)
     msg = conversions.result_msg(header, ["a", "b"], extents, np.array([0.5, 0.25]), 0.75, 3.0, 12.0)
