@@ -120,3 +120,12 @@ def test_torchrun_two_gloo_processes_equal_one_process_with_the_global_batch(tmp
 def test_non_finite_loss_stops_the_run(tmp_path):
     with pytest.raises(FloatingPointError, match="non-finite loss at step 0"):
         run(tmp_path, "nan", "steps=2", "optim.focal_weight=.nan")
+
+
+def test_training_at_another_size_trains_the_ba_sam_coefficients(tmp_path):
+    run_dir, _ = run(tmp_path, "basam", "steps=2", "model.image_size=64", "model.scaling=basam", "optim.lr=1e-2")
+    _, base = read_adapter_config(run_dir / "adapter.safetensors")
+    assert (base["image_size"], base["scaling"]) == (64, "basam")
+    weights = adapter_weights(run_dir)  # load_adapter brings the embedded model to 64 + BA-SAM
+    coefficients = [v for n, v in weights.items() if n.endswith("bias_mode.coefficient")]
+    assert len(coefficients) == 2 and all(abs(c.item() - 0.1) > 1e-4 for c in coefficients)
