@@ -28,7 +28,13 @@ class GatedRankAdapter(nn.Module):
         self.gate = VARIANTS[config.variant](in_features, config.ranks, config.gate_hidden_dim, config.tau)
 
     def delta_weight(self, coefficients: torch.Tensor) -> torch.Tensor:
-        """Delta W = B diag(c) A for each image: coefficients B x r -> B x D x K."""
+        """Delta W = B diag(c) A for each image: coefficients B x r -> B x D x K.
+
+        For one image only the components the gates switched on are summed (the other rank set is all zero).
+        """
+        if coefficients.shape[0] == 1:
+            active = coefficients[0].nonzero().squeeze(1)
+            return ((self.lora_B[:, active] * coefficients[0, active]) @ self.lora_A[active])[None]
         return (self.lora_B * coefficients[:, None, :]) @ self.lora_A
 
     def delta(self, x: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
@@ -74,7 +80,9 @@ class GaraLinear(nn.Module):
             return self.base_layer(x)
         num_images = next(iter(gates.values())).coefficients.shape[0]
         if num_images == 1 and self.merged_inference and not self.training:
-            weight = self.base_layer.weight + self.delta_weight(gates)[0]
+            weight = self.base_layer.weight.clone()  # W0 + Delta W for this image; W0 itself is never touched
+            for rows, name in self._adapted_rows():
+                weight[rows] += self.adapters[name].delta_weight(gates[name].coefficients)[0]
             return F.linear(x, weight, self.base_layer.bias)
         out = self.base_layer(x)
         per_image_in = x.reshape(num_images, -1, x.shape[-1])  # B x N x C, all windows of an image together
