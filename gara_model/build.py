@@ -98,19 +98,24 @@ def build_gara_sam(
     config: GaraConfig | None = None,
     adapter: str | os.PathLike | None = None,
     image_size: int | None = None,
-    scaling: str = "none",
+    scaling: str | None = None,
 ) -> Sam:
     """SAM with gated-rank adapters: a fresh `config` (default GaraConfig()), or the trained `adapter` file.
 
-    image_size and scaling as in `build_sam`; an adapter file must have been saved at the same ones.
+    An adapter file brings the image size and scaling it was trained at; `image_size` / `scaling` (None: keep)
+    then override them, as in `set_image_size`.
     """
-    sam = build_sam(variant, checkpoint, image_size, scaling)
+    sam = build_sam(variant, checkpoint)
     if adapter is not None:
         stored, _ = read_adapter_config(adapter)
         if config is not None and config != stored:
             raise ValueError(f"config {config} differs from the one stored in adapter {Path(adapter)}: {stored}")
-        return load_adapter(sam, adapter)
-    return inject_adapters(sam, config or GaraConfig())
+        load_adapter(sam, adapter)
+    else:
+        inject_adapters(sam, config or GaraConfig())
+    if image_size is not None or scaling is not None:
+        set_image_size(sam, image_size, scaling)
+    return sam
 
 
 def load_embedded_sam() -> Sam:

@@ -129,26 +129,22 @@ class GaraPredictor:
         device: str | torch.device = "auto",
         precision: str = "auto",
         image_size: int | None = None,
+        compile: bool = False,
     ) -> "GaraPredictor":
         """SAM `checkpoint` (+ optional `adapter` file); with no checkpoint, the embedded tiny model.
 
-        image_size: the encoder's input size (None = the model's native one); masks stay at the image's own size.
+        image_size: the encoder's input size (None = the adapter's, else the model's native one; the scaling stays
+        the adapter's); masks stay at the image's own size. compile: as in `GaraPredictor`.
         """
-        from gara_model.build import build_gara_sam, build_sam, load_embedded_sam
+        from gara_model.build import build_sam, load_embedded_sam
+        from gara_model.checkpoint import load_adapter
 
-        if checkpoint is None:
-            model = load_embedded_sam()
-            if image_size is not None:
-                set_image_size(model, image_size)
-            if adapter is not None:
-                from gara_model.checkpoint import load_adapter
-
-                load_adapter(model, adapter)
-        elif adapter is None:
-            model = build_sam(sam_variant, checkpoint, image_size=image_size)
-        else:
-            model = build_gara_sam(sam_variant, checkpoint, adapter=adapter, image_size=image_size)
-        return cls(model, device=device, precision=precision)
+        model = load_embedded_sam() if checkpoint is None else build_sam(sam_variant, checkpoint)
+        if adapter is not None:
+            load_adapter(model, adapter)
+        if image_size is not None:
+            set_image_size(model, image_size, scaling=None)
+        return cls(model, device=device, precision=precision, compile=compile)
 
     @property
     def model_name(self) -> str:

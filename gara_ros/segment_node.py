@@ -38,6 +38,7 @@ PARAMETERS = {
     "precision": ("auto", "auto, fp32, fp16 or bf16"),
     "image_size": (0, "image encoder input size in pixels, a multiple of the patch size (issue 6, docs/basam.md); "
                       "0 = the model's native size"),
+    "compile": (False, "torch.compile the encoder and decoder: slower start-up, faster frames on CUDA (docs/benchmarks.md)"),
     "multimask": (False, "decode 3 masks per object and keep the best-scoring one"),
     "mask_threshold": (0.0, "logit threshold for the binary masks"),
     "persist": (False, "apply the last prompts to every new frame until ~/clear"),
@@ -91,7 +92,7 @@ class SegmentNode(Node):
         self.predictor = GaraPredictor.from_files(
             sam_variant=self.p["sam_variant"], checkpoint=self.p["checkpoint"] or None,
             adapter=self.p["adapter"] or None, device=self.p["device"], precision=self.p["precision"],
-            image_size=self.p["image_size"] or None)
+            image_size=self.p["image_size"] or None, compile=self.p["compile"])
         source = self.p["checkpoint"] or "the embedded tiny model (no checkpoint configured)"
         self.get_logger().info(f"{self.predictor.model_name} on {self.predictor.device} from {source}")
 

@@ -54,14 +54,15 @@ class ResizableImageEncoder(nn.Module):
         return self.neck(x.permute(0, 3, 1, 2))  # B x h x w x C -> B x C x h x w
 
 
-def set_image_size(sam: Sam, image_size: int | None = None, scaling: str = "none") -> Sam:
+def set_image_size(sam: Sam, image_size: int | None = None, scaling: str | None = "none") -> Sam:
     """Runs `sam` (plain or GaRA-SAM) on image_size x image_size inputs (None: keep the current size), in place.
 
     The image encoder, the prompt encoder's grid and the mask geometry follow the new size; SAM's weights are never
     changed (the positional embedding is resized on the fly, relative-position tables by SAM's `get_rel_pos`).
-    scaling "basam" gives every global-attention block a `BiasModeMask` (kept if it has one); "none" removes it.
+    scaling "basam" gives every global-attention block a `BiasModeMask` (kept if it has one); "none" removes it;
+    None keeps whatever the blocks have.
     """
-    if scaling not in SCALINGS:
+    if scaling is not None and scaling not in SCALINGS:
         raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
     encoder = sam.image_encoder
     if encoder.pos_embed is None:
@@ -80,7 +81,7 @@ def set_image_size(sam: Sam, image_size: int | None = None, scaling: str = "none
     prompt_encoder.mask_input_size = (4 * grid, 4 * grid)
     native_tokens = encoder.pos_embed.shape[1] * encoder.pos_embed.shape[2]
     for block in encoder.blocks:
-        if block.window_size > 0:  # windows keep their token count at every image size
+        if block.window_size > 0 or scaling is None:  # windows keep their token count at every image size
             continue
         if scaling == "none":
             if isinstance(block.attn, EncoderAttention):

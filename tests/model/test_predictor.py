@@ -163,3 +163,23 @@ def test_compile_switch_keeps_masks_and_gates(tiny_sam, image, monkeypatch):
         assert compiled.gates == eager.gates
         got, want = compiled.predict(OBJECTS[:2], multimask_output=True), eager.predict(OBJECTS[:2], multimask_output=True)
         assert np.allclose(got.low_res_logits, want.low_res_logits, atol=1e-5)
+
+
+def test_from_files_image_size_overrides_the_adapter_size_and_keeps_its_scaling(tmp_path):
+    from gara_model.build import load_embedded_sam
+    from gara_model.checkpoint import save_adapter
+    from gara_model.config import GaraConfig
+    from gara_model.modeling import inject_adapters
+    from gara_model.modeling.basam import BiasModeMask
+    from gara_model.modeling.resolution import set_image_size
+
+    native = save_adapter(inject_adapters(load_embedded_sam(), GaraConfig(ranks=(2, 4))), tmp_path / "native.safetensors")
+    at_96 = GaraPredictor.from_files(adapter=native, device="cpu", image_size=96)
+    assert at_96.model.image_encoder.img_size == 96 and at_96.transform.target_length == 96
+    basam = set_image_size(inject_adapters(load_embedded_sam(), GaraConfig(ranks=(2, 4))), 64, "basam")
+    path = save_adapter(basam, tmp_path / "basam64.safetensors")
+    from_file = GaraPredictor.from_files(adapter=path, device="cpu")
+    assert from_file.model.image_encoder.img_size == 64
+    resized = GaraPredictor.from_files(adapter=path, device="cpu", image_size=96)
+    assert resized.model.image_encoder.img_size == 96
+    assert sum(isinstance(m, BiasModeMask) for m in resized.model.modules()) == 2
