@@ -131,15 +131,18 @@ class GaraPredictor:
         image_size: int | None = None,
         compile: bool = False,
     ) -> "GaraPredictor":
-        """SAM `checkpoint` (+ optional `adapter` file); with no checkpoint, the embedded tiny model.
+        """SAM `checkpoint` (+ optional `adapter` file); with neither, the embedded tiny GaRA-SAM (base + adapter).
 
         image_size: the encoder's input size (None = the adapter's, else the model's native one; the scaling stays
         the adapter's); masks stay at the image's own size. compile: as in `GaraPredictor`.
         """
-        from gara_model.build import build_sam, load_embedded_sam
+        from gara_model.build import build_sam, load_embedded_gara_sam, load_embedded_sam
         from gara_model.checkpoint import load_adapter
 
-        model = load_embedded_sam() if checkpoint is None else build_sam(sam_variant, checkpoint)
+        if checkpoint is None and adapter is None:
+            model = load_embedded_gara_sam()
+        else:
+            model = load_embedded_sam() if checkpoint is None else build_sam(sam_variant, checkpoint)
         if adapter is not None:
             load_adapter(model, adapter)
         if image_size is not None:

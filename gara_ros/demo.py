@@ -3,7 +3,7 @@
 python -m gara_ros.demo [--out outputs/ros_demo] [--frames 15] [--checkpoint FILE --adapter FILE]
 
 Plays a moving synthetic scene through clear, fog, rain, snow and night conditions on the
-image topic, prompts every object once (persist mode), and per frame prints the latency,
+image topic, prompts every object once with its box and interior point (persist mode), and per frame prints the latency,
 the predicted IoU and the IoU against the true masks; writes overlay PNGs and overlays.gif.
 """
 
@@ -22,7 +22,7 @@ from geometry_msgs.msg import Point
 from std_msgs.msg import Header
 
 from gara_model.data import corrupt, render_scene
-from gara_model.data.prompts import interior_points
+from gara_model.data.prompts import interior_points, mask_boxes
 from gara_ros.conversions import array_to_image, image_to_array
 from gara_ros.msg import ObjectPrompt, SegmentPrompt
 from gara_ros.session import Session, wait_for
@@ -52,11 +52,11 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def prompt_for(masks: np.ndarray) -> SegmentPrompt:
-    """One foreground point, the most interior pixel, per true (O,H,W) mask; ids obj0, obj1, ..."""
+    """Per true (O,H,W) mask, as a detector plus a click would give: its box and its most interior pixel."""
     return SegmentPrompt(objects=[
         ObjectPrompt(object_id=f"obj{k}", points=[Point(x=float(x), y=float(y))],
-                     labels=[ObjectPrompt.LABEL_FOREGROUND])
-        for k, (x, y) in enumerate(interior_points(masks))])
+                     labels=[ObjectPrompt.LABEL_FOREGROUND], has_box=True, box=[float(v) for v in box])
+        for k, ((x, y), box) in enumerate(zip(interior_points(masks), mask_boxes(masks), strict=True))])
 
 
 def main(argv: list[str] | None = None) -> int:

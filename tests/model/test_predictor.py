@@ -183,3 +183,15 @@ def test_from_files_image_size_overrides_the_adapter_size_and_keeps_its_scaling(
     resized = GaraPredictor.from_files(adapter=path, device="cpu", image_size=96)
     assert resized.model.image_encoder.img_size == 96
     assert sum(isinstance(m, BiasModeMask) for m in resized.model.modules()) == 2
+
+
+def test_from_files_without_files_is_the_embedded_tiny_gara_sam():
+    from gara_model.build import EMBEDDED_TINY_ADAPTER
+    from gara_model.checkpoint import read_adapter_config
+
+    predictor = GaraPredictor.from_files(device="cpu")
+    assert predictor.model_name.startswith("GaRA-SAM (embed 96, depth 4, input 128)")
+    config, base = read_adapter_config(EMBEDDED_TINY_ADAPTER)
+    assert (config.variant, config.ranks) == ("gara", (4, 32)) and base["image_size"] == 128
+    predictor.set_image(np.zeros((40, 60, 3), np.uint8))
+    assert len(predictor.gates.adapters) == 4 * 3
