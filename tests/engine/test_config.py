@@ -25,6 +25,7 @@ def test_yaml_then_overrides(tmp_path):
     (["optim.learning_rate=1"], r"unknown config keys \['optim.learning_rate'\]"),
     (["steps=0"], "steps must be positive"),
     (["adapter.variant=dora"], "variant must be one of"),
+    (["data.corruptions=[smog]"], r"data.corruptions: unknown corruptions"),
     (["steps"], "must look like key.sub=value"),
 ])
 def test_bad_configs_name_the_key(overrides, message):
@@ -37,3 +38,9 @@ def test_numbers_in_yaml_exponent_notation_are_numbers():
     assert cfg.optim.lr == 2e-4 and cfg.steps == 1000 and isinstance(cfg.steps, int)
     with pytest.raises(ValueError, match="optim.lr must be a number"):
         load_train_config(overrides=["optim.lr=fast"])
+
+
+def test_unknown_corruptions_fail_before_training():
+    with pytest.raises(ValueError, match=r"data.eval_corruptions: unknown corruptions \['gaussian_noise'\]"):
+        load_train_config(overrides=["data.eval_corruptions=[gaussian_noise]"])
+    assert load_train_config().data.eval_corruptions == ["snow", "motion_blur", "imagenet_c/contrast"]
