@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--adapter", action="append", default=[], metavar="NAME=FILE", help="adapter file to compare (repeatable)")
     parser.add_argument("--no-base", action="store_true", help="leave the frozen base SAM out of the table")
     parser.add_argument("--data", action="append", default=[], metavar="SPEC", help="synthetic[:N] or name=root[:split] (repeatable)")
-    parser.add_argument("--corruptions", default="fog,brightness,gauss_noise", help="comma-separated, applied to clear images; '' for none")
+    parser.add_argument("--corruptions", default="snow,motion_blur,imagenet_c/contrast", help="comma-separated, applied to clear images; '' for none")
     parser.add_argument("--severity", type=int, default=3, help="severity of imagenet_c/* corruptions (1-5)")
     parser.add_argument("--prompts", default="point,box")
     parser.add_argument("--random-points", type=int, default=0, help="extra seeded random points per object")
