@@ -66,6 +66,7 @@ class ModelConfig:
     sam: str = field(default="tiny", metadata={"help": "SAM variant: vit_b | vit_l | vit_h | tiny"})
     checkpoint: str | None = field(default=None, metadata={"help": "SAM weights; None with tiny = the embedded model"})
     train_base: bool = field(default=False, metadata={"help": "train all of SAM (no adapters): how the tiny base is made"})
+    train_only: str | None = field(default=None, metadata={"help": "with train_base: train only this submodule, e.g. mask_decoder.iou_prediction_head"})
     image_size: int | None = field(default=None, metadata={"help": "encoder input size (multiple of the patch size); None = native"})
     scaling: str = field(default="none", metadata={"help": "none | basam (BA-SAM scale and bias-mode mask, trained with the adapters)"})
 
@@ -109,6 +110,7 @@ class OptimConfig:
     grad_clip: float = 1.0
     focal_weight: float = 20.0
     dice_weight: float = 1.0
+    iou_weight: float = field(default=0.0, metadata={"help": "SAM's IoU-head MSE; 0 = GaRA's loss (focal + dice only)"})
 
 
 @dataclass

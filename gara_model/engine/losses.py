@@ -18,10 +18,30 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor, smooth: float = 1.0) 
     return 1 - (2 * (probs * targets).sum(1) + smooth) / (probs.sum(1) + targets.sum(1) + smooth)
 
 
+def iou_prediction_loss(predicted_iou: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """SAM's IoU-head loss: MSE between the predicted IoU (N) and the IoU of the thresholded mask, per mask -> N."""
+    masks = (logits > 0).flatten(1)
+    targets = targets.flatten(1) > 0.5
+    union = (masks | targets).sum(1)
+    actual = torch.where(union > 0, (masks & targets).sum(1) / union.clamp(min=1), torch.ones_like(union, dtype=torch.float))
+    return (predicted_iou - actual.detach()) ** 2
+
+
 def segmentation_loss(
-    logits: torch.Tensor, targets: torch.Tensor, focal_weight: float = 20.0, dice_weight: float = 1.0
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    focal_weight: float = 20.0,
+    dice_weight: float = 1.0,
+    predicted_iou: torch.Tensor | None = None,
+    iou_weight: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Mean over masks of focal_weight * focal + dice_weight * dice; also the parts, for logging."""
+    """Mean over masks of focal_weight * focal + dice_weight * dice (GaRA's loss), plus iou_weight times SAM's
+    IoU-head loss when `predicted_iou` (N) is given; also the parts, for logging."""
     focal, dice = focal_loss(logits, targets).mean(), dice_loss(logits, targets).mean()
     total = focal_weight * focal + dice_weight * dice
-    return total, {"loss": total.item(), "focal": focal.item(), "dice": dice.item()}
+    parts = {"focal": focal.item(), "dice": dice.item()}
+    if iou_weight:
+        iou = iou_prediction_loss(predicted_iou, logits, targets).mean()
+        total = total + iou_weight * iou
+        parts["iou_mse"] = iou.item()
+    return total, {"loss": total.item(), **parts}

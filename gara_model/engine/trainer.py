@@ -43,7 +43,10 @@ def build_training_model(cfg: TrainConfig) -> Sam:
         checkpoint = EMBEDDED_TINY_CHECKPOINT
     sam = build_sam(cfg.model.sam, checkpoint, image_size=cfg.model.image_size, scaling=cfg.model.scaling)
     if cfg.model.train_base:
-        return sam.requires_grad_(True)
+        sam.requires_grad_(cfg.model.train_only is None)
+        if cfg.model.train_only is not None:
+            sam.get_submodule(cfg.model.train_only).requires_grad_(True)
+        return sam
     return inject_adapters(sam, cfg.adapter)
 
 
@@ -60,12 +63,12 @@ def batch_loss(model: Sam, encoder: torch.nn.Module, batch: list[TrainItem], cfg
     size = model.image_encoder.img_size
     images = torch.stack([model.preprocess(item.image.to(device)) for item in batch])  # B x 3 x S x S
     features = encoder(images)  # B x C x h x w
-    logits, targets = [], []
+    logits, targets, predicted_iou = [], [], []
     for i, item in enumerate(batch):
         points = None if item.points is None else (item.points.to(device), item.labels.to(device))
         boxes = None if item.boxes is None else item.boxes.to(device)
         sparse, dense = model.prompt_encoder(points=points, boxes=boxes, masks=None)
-        low_res, _ = model.mask_decoder(
+        low_res, iou = model.mask_decoder(
             image_embeddings=features[i : i + 1],
             image_pe=model.prompt_encoder.get_dense_pe(),
             sparse_prompt_embeddings=sparse,
@@ -74,7 +77,9 @@ def batch_loss(model: Sam, encoder: torch.nn.Module, batch: list[TrainItem], cfg
         )
         logits.append(F.interpolate(low_res.float(), (size, size), mode="bilinear", align_corners=False)[:, 0])
         targets.append(item.masks.to(device))
-    return segmentation_loss(torch.cat(logits), torch.cat(targets), cfg.optim.focal_weight, cfg.optim.dice_weight)
+        predicted_iou.append(iou.float()[:, 0])
+    return segmentation_loss(torch.cat(logits), torch.cat(targets), cfg.optim.focal_weight, cfg.optim.dice_weight,
+                             torch.cat(predicted_iou), cfg.optim.iou_weight)
 
 
 def save_checkpoint(model: Sam, optimizer, scaler, step: int, cfg: TrainConfig, run_dir: Path) -> None:

@@ -43,3 +43,16 @@ def test_iou_and_dice_known_answers():
     assert dice.tolist() == pytest.approx([1.0, 0.0, 2 * 4 / (16 + 4)])
     both_empty = np.zeros((1, 4, 4), bool)
     assert iou_and_dice(both_empty, both_empty)[0].tolist() == [1.0]
+
+
+def test_iou_prediction_loss_is_mse_to_the_actual_iou():
+    from gara_model.engine.losses import iou_prediction_loss
+
+    logits = torch.tensor([[[5.0, 5.0, -5.0, -5.0]], [[-5.0, -5.0, -5.0, -5.0]]])
+    targets = torch.tensor([[[1.0, 0.0, 0.0, 0.0]], [[0.0, 0.0, 0.0, 0.0]]])
+    predicted = torch.tensor([0.2, 0.9])
+    # mask 0: IoU 1/2; mask 1: both empty, IoU 1
+    assert iou_prediction_loss(predicted, logits, targets).tolist() == pytest.approx([(0.2 - 0.5) ** 2, (0.9 - 1.0) ** 2])
+    total, parts = segmentation_loss(logits, targets, predicted_iou=predicted, iou_weight=2.0)
+    assert parts["iou_mse"] == pytest.approx(((0.2 - 0.5) ** 2 + 0.01) / 2)
+    assert total.item() == pytest.approx(20 * parts["focal"] + parts["dice"] + 2 * parts["iou_mse"], rel=1e-6)

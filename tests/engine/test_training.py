@@ -129,3 +129,13 @@ def test_training_at_another_size_trains_the_ba_sam_coefficients(tmp_path):
     weights = adapter_weights(run_dir)  # load_adapter brings the embedded model to 64 + BA-SAM
     coefficients = [v for n, v in weights.items() if n.endswith("bias_mode.coefficient")]
     assert len(coefficients) == 2 and all(abs(c.item() - 0.1) > 1e-4 for c in coefficients)
+
+
+def test_train_only_changes_just_that_submodule(tmp_path):
+    run_dir, _ = run(tmp_path, "head", "steps=1", "model.train_base=true", "model.train_only=mask_decoder.iou_prediction_head",
+                     "optim.iou_weight=1", "optim.lr=1e-2")
+    torch.manual_seed(0)  # train() seeds with cfg.seed right before building the random-init base
+    base = build_sam("tiny").state_dict()
+    trained = build_sam("tiny", run_dir / "sam.safetensors").state_dict()
+    changed = {k for k, v in trained.items() if not torch.equal(v, base[k])}
+    assert changed and all(k.startswith("mask_decoder.iou_prediction_head.") for k in changed)
