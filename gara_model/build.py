@@ -15,7 +15,7 @@ import torch
 from segment_anything import sam_model_registry
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
-from gara_model.checkpoint import load_adapter, load_sam_weights, read_adapter_config
+from gara_model.checkpoint import OFFICIAL_CHECKPOINTS, load_adapter, load_sam_weights, read_adapter_config
 from gara_model.config import GaraConfig
 from gara_model.modeling import inject_adapters, set_image_size
 
@@ -122,8 +122,22 @@ def build_gara_sam(
 
 def load_embedded_sam() -> Sam:
     """The tiny SAM trained on clean synthetic scenes that ships inside the package (no download needed)."""
-    log.info("no SAM checkpoint given: using the embedded tiny SAM (%s)", EMBEDDED_TINY_CHECKPOINT.name)
-    return build_sam("tiny", EMBEDDED_TINY_CHECKPOINT)
+    return pretrained_sam("tiny")
+
+
+def pretrained_sam(variant: str, checkpoint: str | os.PathLike | None = None, **kwargs) -> Sam:
+    """`build_sam` with trained weights: from `checkpoint`, or the embedded ones for "tiny" when there is none.
+
+    Adapters trained or evaluated on a randomly initialised SAM mean nothing, so a missing checkpoint for any
+    other variant is an error naming the file to download. kwargs: image_size, scaling as in `build_sam`.
+    """
+    if checkpoint is None and variant != "tiny":
+        expected = OFFICIAL_CHECKPOINTS.get(variant, "a SAM checkpoint")
+        raise ValueError(f"SAM variant {variant!r} needs a checkpoint (e.g. {expected}); only 'tiny' has embedded weights")
+    if checkpoint is None:
+        log.info("no SAM checkpoint given: using the embedded tiny SAM (%s)", EMBEDDED_TINY_CHECKPOINT.name)
+        checkpoint = EMBEDDED_TINY_CHECKPOINT
+    return build_sam(variant, checkpoint, **kwargs)
 
 
 def load_embedded_gara_sam() -> Sam:

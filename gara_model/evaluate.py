@@ -12,7 +12,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from gara_model.build import build_sam, load_embedded_sam
+from gara_model.build import pretrained_sam
 from gara_model.checkpoint import load_adapter
 from gara_model.data.build import dataset_from_spec
 from gara_model.engine.evaluation import evaluate
@@ -31,10 +31,6 @@ def parse_dataset(text: str) -> tuple[str, dict]:
         raise argparse.ArgumentTypeError(f"--data {text!r}: use synthetic[:N] or name=root[:split]")
     root, _, split = rest.partition(":")
     return f"{name}:{split or 'val'}", {"name": name, "root": root, "split": split or "val"}
-
-
-def base_model(sam: str, checkpoint: str | None):
-    return load_embedded_sam() if checkpoint is None and sam == "tiny" else build_sam(sam, checkpoint)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -68,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, adapter in models:
         for size in sizes:
             for scaling in scalings:
-                model = base_model(args.sam, args.checkpoint)
+                model = pretrained_sam(args.sam, args.checkpoint)
                 if adapter is not None:
                     load_adapter(model, adapter)
                 if size is not None or scaling != "none":

@@ -18,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from gara_model.build import EMBEDDED_TINY_CHECKPOINT, build_sam
+from gara_model.build import build_sam, pretrained_sam
 from gara_model.checkpoint import load_adapter, read_state_dict, save_adapter
 from gara_model.config import TrainConfig
 from gara_model.data.build import dataset_from_spec
@@ -38,16 +38,14 @@ log = logging.getLogger(__name__)
 
 def build_training_model(cfg: TrainConfig) -> Sam:
     """The model to train: the base SAM with fresh adapters, or (train_base) the whole SAM."""
-    checkpoint = cfg.model.checkpoint
-    if checkpoint is None and cfg.model.sam == "tiny" and not cfg.model.train_base:
-        checkpoint = EMBEDDED_TINY_CHECKPOINT
-    sam = build_sam(cfg.model.sam, checkpoint, image_size=cfg.model.image_size, scaling=cfg.model.scaling)
-    if cfg.model.train_base:
+    geometry = {"image_size": cfg.model.image_size, "scaling": cfg.model.scaling}
+    if cfg.model.train_base:  # from cfg.model.checkpoint, or from scratch
+        sam = build_sam(cfg.model.sam, cfg.model.checkpoint, **geometry)
         sam.requires_grad_(cfg.model.train_only is None)
         if cfg.model.train_only is not None:
             sam.get_submodule(cfg.model.train_only).requires_grad_(True)
         return sam
-    return inject_adapters(sam, cfg.adapter)
+    return inject_adapters(pretrained_sam(cfg.model.sam, cfg.model.checkpoint, **geometry), cfg.adapter)
 
 
 def build_train_set(cfg: TrainConfig):

@@ -138,3 +138,8 @@ def test_train_only_changes_just_that_submodule(tmp_path):
     trained = build_sam("tiny", run_dir / "sam.safetensors").state_dict()
     changed = {k for k, v in trained.items() if not torch.equal(v, base[k])}
     assert changed and all(k.startswith("mask_decoder.iou_prediction_head.") for k in changed)
+
+
+def test_adapters_on_an_official_variant_need_its_checkpoint(tmp_path):
+    with pytest.raises(ValueError, match="'vit_b' needs a checkpoint"):
+        run(tmp_path, "vit_b", "steps=1", "model.sam=vit_b")

@@ -144,3 +144,13 @@ def test_adapter_trained_at_another_size_brings_its_geometry(tiny_sam, tmp_path,
     small = torch.nn.functional.interpolate(images, size=(64, 64))
     with torch.no_grad():
         assert torch.equal(loaded.image_encoder(small), trained.image_encoder(small))
+
+
+def test_pretrained_sam_needs_a_checkpoint_except_for_the_embedded_tiny_one():
+    from gara_model.build import EMBEDDED_TINY_CHECKPOINT, pretrained_sam
+
+    with pytest.raises(ValueError, match=r"'vit_b' needs a checkpoint \(e.g. sam_vit_b_01ec64.pth\)"):
+        pretrained_sam("vit_b")
+    tiny = pretrained_sam("tiny", image_size=64)
+    assert tiny.image_encoder.img_size == 64
+    assert torch.equal(tiny.mask_decoder.iou_token.weight, build_sam("tiny", EMBEDDED_TINY_CHECKPOINT).mask_decoder.iou_token.weight)
