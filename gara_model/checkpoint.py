@@ -23,7 +23,9 @@ from gara_model.modeling.resolution import set_image_size
 
 log = logging.getLogger(__name__)
 
-ADAPTER_FORMAT = "gara-adapter-v1"
+ADAPTER_FORMAT = "gara-adapter-v2"
+# Older formats that still load, with the GaraConfig values their files do not record.
+LEGACY_ADAPTER_FORMATS = {"gara-adapter-v1": {"gating_feature": "mean"}}
 OFFICIAL_CHECKPOINTS = {"vit_b": "sam_vit_b_01ec64.pth", "vit_l": "sam_vit_l_0b3195.pth", "vit_h": "sam_vit_h_4b8939.pth"}
 _VARIANT_BY_EMBED_DIM = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
 
@@ -109,9 +111,11 @@ def read_adapter_config(path: str | os.PathLike) -> tuple[GaraConfig, dict]:
             metadata = f.metadata() or {}
     except (SafetensorError, OSError) as err:
         raise ValueError(f"adapter file {path} could not be read (truncated or corrupt file?): {err}") from err
-    if metadata.get("format") != ADAPTER_FORMAT:
-        raise ValueError(f"{path} is not a gara adapter file (format {metadata.get('format')!r}, expected {ADAPTER_FORMAT!r})")
-    return GaraConfig.from_json(metadata["gara_config"]), json.loads(metadata["base"])
+    file_format = metadata.get("format")
+    if file_format != ADAPTER_FORMAT and file_format not in LEGACY_ADAPTER_FORMATS:
+        raise ValueError(f"{path} is not a gara adapter file (format {file_format!r}, expected {ADAPTER_FORMAT!r})")
+    absent = LEGACY_ADAPTER_FORMATS.get(file_format, {})
+    return GaraConfig.from_json(metadata["gara_config"], absent), json.loads(metadata["base"])
 
 
 def load_adapter(model: Sam, path: str | os.PathLike, allow_other_base: bool = False) -> Sam:

@@ -1,13 +1,25 @@
-"""Adapter configuration, saved as JSON inside every adapter file."""
+"""Adapter configuration (the adapter file's schema), saved as JSON inside every adapter file. No imports from the
+layers that use it."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import typing
 from dataclasses import dataclass, field
 
 PROJECTIONS = ("q", "k", "v")
+
+# variant -> (fewest, most) rank sets its `ranks` lists (None: no upper bound). The gate of each variant is in
+# gara_model/adapters/variants.py (VARIANTS, same keys).
+VARIANT_RANK_SETS: dict[str, tuple[int, int | None]] = {
+    "gara": (2, 2),
+    "gara_unified": (1, 1),
+    "lora": (1, 1),
+    "moe_lora": (2, None),
+}
+
+# How the gates see an image: the block's normalised input norm1(x) pooled over all its tokens (docs/model.md).
+GATING_FEATURES = ("mean", "mean_std")
 
 
 @dataclass(frozen=True)
@@ -16,35 +28,42 @@ class GaraConfig:
 
     variant: str = field(
         default="gara",
-        metadata={"help": "gara (both gates, paper sec. 3.3) | gara_unified (w/o gating 1) | lora (fixed rank)"},
+        metadata={"help": "gara (both gates, paper sec. 3.3) | gara_unified (w/o gating 1) | lora (fixed rank) | "
+                          "moe_lora (one of several LoRA blocks per input, table 6)"},
     )
     ranks: tuple[int, ...] = field(
         default=(16, 256),
-        metadata={"help": "(r_L, r_H) for gara; (r,) for gara_unified and lora"},
+        metadata={"help": "(r_L, r_H) for gara; (r,) for gara_unified and lora; (r_1, ..., r_S) blocks for moe_lora"},
     )
-    tau: float = field(default=0.5, metadata={"help": "Gumbel-Sigmoid temperature of both gates"})
+    tau: float = field(default=0.5, metadata={"help": "Gumbel-Sigmoid temperature of the gates"})
     gate_hidden_dim: int = field(default=64, metadata={"help": "hidden width of the gating MLPs"})
+    gating_feature: str = field(
+        default="mean_std",
+        metadata={"help": "f(x), the paper leaves it open: mean (the token mean of norm1(x)) | mean_std (token mean and "
+                          "standard deviation, standardised with running statistics of the training images)"},
+    )
     projections: tuple[str, ...] = field(default=PROJECTIONS, metadata={"help": "which of q, k, v to adapt"})
     blocks: tuple[int, ...] | None = field(
         default=None, metadata={"help": "image-encoder block indices to adapt; None = every block"}
     )
 
     def __post_init__(self) -> None:
-        from gara_model.adapters.variants import VARIANTS
-
         object.__setattr__(self, "ranks", tuple(int(r) for r in self.ranks))
         object.__setattr__(self, "projections", tuple(self.projections))
         if self.blocks is not None:
             object.__setattr__(self, "blocks", tuple(int(b) for b in self.blocks))
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {self.variant!r}")
-        expected = VARIANTS[self.variant].num_rank_sets
-        if len(self.ranks) != expected or any(r <= 0 for r in self.ranks):
-            raise ValueError(f"ranks for variant {self.variant!r} must be {expected} positive integer(s), got {self.ranks}")
+        if self.variant not in VARIANT_RANK_SETS:
+            raise ValueError(f"variant must be one of {sorted(VARIANT_RANK_SETS)}, got {self.variant!r}")
+        fewest, most = VARIANT_RANK_SETS[self.variant]
+        count = f"{fewest}" if fewest == most else f"at least {fewest}" if most is None else f"{fewest} to {most}"
+        if not fewest <= len(self.ranks) <= (most or len(self.ranks)) or any(r <= 0 for r in self.ranks):
+            raise ValueError(f"ranks for variant {self.variant!r} must be {count} positive integer(s), got {self.ranks}")
         if not self.tau > 0:
             raise ValueError(f"tau must be positive, got {self.tau}")
         if self.gate_hidden_dim <= 0:
             raise ValueError(f"gate_hidden_dim must be positive, got {self.gate_hidden_dim}")
+        if self.gating_feature not in GATING_FEATURES:
+            raise ValueError(f"gating_feature must be one of {GATING_FEATURES}, got {self.gating_feature!r}")
         if not self.projections or set(self.projections) - set(PROJECTIONS) or len(set(self.projections)) != len(self.projections):
             raise ValueError(f"projections must be distinct names from {PROJECTIONS}, got {self.projections}")
 
@@ -52,151 +71,11 @@ class GaraConfig:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "GaraConfig":
-        values = json.loads(text)
+    def from_json(cls, text: str, absent: dict | None = None) -> "GaraConfig":
+        """The config written by `to_json`; `absent` gives values for fields an older file does not have."""
+        values = {**(absent or {}), **json.loads(text)}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown GaraConfig fields {sorted(unknown)}")
         return cls(**values)
-
-
-@dataclass
-class ModelConfig:
-    sam: str = field(default="tiny", metadata={"help": "SAM variant: vit_b | vit_l | vit_h | tiny"})
-    checkpoint: str | None = field(default=None, metadata={"help": "SAM weights; None with tiny = the embedded model"})
-    train_base: bool = field(default=False, metadata={"help": "train all of SAM (no adapters): how the tiny base is made"})
-    train_only: str | None = field(default=None, metadata={"help": "with train_base: train only this submodule, e.g. mask_decoder.iou_prediction_head"})
-    image_size: int | None = field(default=None, metadata={"help": "encoder input size (multiple of the patch size); None = native"})
-    scaling: str = field(default="none", metadata={"help": "none | basam (BA-SAM scale and bias-mode mask, trained with the adapters)"})
-
-
-def _robust_seg() -> list[str]:
-    from gara_model.data.corruptions import ROBUST_SEG  # imported late: it loads the image libraries
-
-    return list(ROBUST_SEG)
-
-
-@dataclass
-class DataConfig:
-    train: list = field(default_factory=lambda: [{"name": "synthetic", "size": 4000, "seed": 0}],
-                        metadata={"help": "datasets, each {name, root, split, ...} for gara_model.data.build_dataset"})
-    corruptions: list = field(default_factory=_robust_seg,
-                              metadata={"help": "corruptions drawn per training image (default: the 15 Robust-Seg ones); [] = as is"})
-    corruption_severity: int | None = field(default=None, metadata={"help": "ImageNet-C severity (None = random 1-5)"})
-    eval: list = field(default_factory=lambda: [{"name": "synthetic", "size": 100, "seed": 10_000}])
-    eval_corruptions: list = field(default_factory=lambda: ["snow", "motion_blur", "imagenet_c/contrast"],
-                                   metadata={"help": "applied to clear eval images; the default ones each cost the tiny base >= 0.1 IoU"})
-    eval_severity: int = 3
-    max_objects: int = field(default=4, metadata={"help": "objects per image and step"})
-    prompt_mode: str = field(default="mix", metadata={"help": "points | box | both | mix"})
-    points_per_object: int = 3
-    box_jitter: float = 0.1
-    num_workers: int = 1
-
-    def __post_init__(self) -> None:
-        from gara_model.data.corruptions import CORRUPTIONS  # imported late: it loads the image libraries
-
-        for key in ("corruptions", "eval_corruptions"):
-            unknown = [name for name in getattr(self, key) if name not in CORRUPTIONS]
-            if unknown:
-                raise ValueError(f"data.{key}: unknown corruptions {unknown}; valid: {', '.join(CORRUPTIONS)}")
-
-
-@dataclass
-class OptimConfig:
-    lr: float | None = field(default=None, metadata={"help": "None: 1e-4 for vit_b, 1e-5 for vit_l/vit_h (paper), 1e-3 tiny"})
-    weight_decay: float = 1e-5
-    grad_clip: float = 1.0
-    focal_weight: float = 20.0
-    dice_weight: float = 1.0
-    iou_weight: float = field(default=0.0, metadata={"help": "SAM's IoU-head MSE; 0 = GaRA's loss (focal + dice only)"})
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run needs. Defaults: the paper's settings on the embedded tiny model and synthetic data."""
-
-    model: ModelConfig = field(default_factory=ModelConfig)
-    adapter: GaraConfig = field(default_factory=GaraConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    steps: int = 300
-    batch_size: int = 8
-    save_every: int = 100
-    log_every: int = 10
-    seed: int = 0
-    device: str = "auto"
-    precision: str = "auto"
-    output_dir: str = "runs/gara"
-    resume: bool = False
-    evaluate: bool = True
-
-    def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "save_every", "log_every"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-
-    @property
-    def lr(self) -> float:
-        if self.optim.lr is not None:
-            return self.optim.lr
-        return {"vit_b": 1e-4, "tiny": 1e-3}.get(self.model.sam, 1e-5)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def _from_dict(cls, values: dict, where: str):
-    """A (nested) config dataclass from a plain dict; unknown keys are an error naming them."""
-    if not isinstance(values, dict):
-        raise ValueError(f"{where or 'config'} must be a mapping, got {values!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(values) - set(fields)
-    if unknown:
-        raise ValueError(f"unknown config keys {sorted(f'{where}{k}' for k in unknown)}")
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for name, value in values.items():
-        nested = _NESTED.get((cls, name))
-        kwargs[name] = _from_dict(nested, value, f"{where}{name}.") if nested else _coerce(value, hints[name], where + name)
-    return cls(**kwargs)
-
-
-def _coerce(value, hint, key: str):
-    """YAML reads 2e-4 as a string (no dot): numbers are converted to the field's declared number type."""
-    types = typing.get_args(hint) or (hint,)
-    for number in (int, float):
-        if number in types and isinstance(value, (str, int, float)) and not isinstance(value, bool) and not isinstance(value, number):
-            try:
-                converted = float(value)
-            except ValueError:
-                raise ValueError(f"{key} must be a number, got {value!r}") from None
-            if number is int and not converted.is_integer():
-                raise ValueError(f"{key} must be a whole number, got {value!r}")
-            return number(converted)
-    return value
-
-
-_NESTED = {(TrainConfig, "model"): ModelConfig, (TrainConfig, "adapter"): GaraConfig,
-           (TrainConfig, "data"): DataConfig, (TrainConfig, "optim"): OptimConfig}
-
-
-def load_train_config(path: str | None = None, overrides: list[str] = ()) -> TrainConfig:
-    """Defaults, then the YAML file, then `key.sub=value` overrides (values parsed as YAML)."""
-    import yaml
-
-    values: dict = {}
-    if path is not None:
-        with open(path) as f:
-            values = yaml.safe_load(f) or {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise ValueError(f"override {item!r} must look like key.sub=value")
-        node = values
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
-    return _from_dict(TrainConfig, values, "")

@@ -12,7 +12,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from gara_model.device import autocast, resolve_device
 from gara_model.modeling import adapter_layers, set_image_size
-from gara_model.modeling.introspection import GateSummary, record_gates, summarize_gates
+from gara_model.adapters.gates import GateSummary, record_gates, summarize_gates
 
 
 @dataclass

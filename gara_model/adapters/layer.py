@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gara_model.adapters.feature import GatingFeature
 from gara_model.adapters.variants import VARIANTS, Gates
 from gara_model.config import PROJECTIONS, GaraConfig
 
@@ -17,15 +18,16 @@ class GatedRankAdapter(nn.Module):
 
     lora_A: r x K (rows a_i^T), lora_B: D x r (columns b_i), r = sum(config.ranks); the first r_L components
     form the lower-rank set, the rest the higher-rank set. lora_B starts at zero, so a fresh adapter is a no-op.
+    feature_dim: the width F of the gating feature f(x) the gate reads.
     """
 
-    def __init__(self, in_features: int, out_features: int, config: GaraConfig) -> None:
+    def __init__(self, in_features: int, out_features: int, config: GaraConfig, feature_dim: int) -> None:
         super().__init__()
         rank = sum(config.ranks)
         self.lora_A = nn.Parameter(torch.empty(rank, in_features))
         self.lora_B = nn.Parameter(torch.zeros(out_features, rank))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
-        self.gate = VARIANTS[config.variant](in_features, config.ranks, config.gate_hidden_dim, config.tau)
+        self.gate = VARIANTS[config.variant](feature_dim, config.ranks, config.gate_hidden_dim, config.tau)
 
     def delta_weight(self, coefficients: torch.Tensor) -> torch.Tensor:
         """Delta W = B diag(c) A for each image: coefficients B x r -> B x D x K.
@@ -47,7 +49,7 @@ class GaraLinear(nn.Module):
 
     The frozen `base_layer` is never modified. Two equal paths compute W0 x + Delta W(gates) x:
     - unmerged (training, or several images): base_layer(x) + B diag(c) A x;
-    - merged (inference on one image): a single linear call with W0 + Delta W(gates) built for that image.
+    - merged (inference on one image): a single linear call with W0 + `delta_weight(gates)` for that image.
     """
 
     def __init__(self, base_layer: nn.Linear, config: GaraConfig) -> None:
@@ -57,21 +59,28 @@ class GaraLinear(nn.Module):
             raise ValueError(f"base_layer must be a fused qkv Linear ({3 * dim} x {dim}), got {tuple(base_layer.weight.shape)}")
         self.base_layer = base_layer
         self.config = config
-        self.adapters = nn.ModuleDict({name: GatedRankAdapter(dim, dim, config) for name in config.projections})
+        self.feature = GatingFeature(dim, config.gating_feature)
+        self.adapters = nn.ModuleDict(
+            {name: GatedRankAdapter(dim, dim, config, self.feature.out_features) for name in config.projections})
         self.enabled = True
         self.merged_inference = True
 
-    def gate(self, feature: torch.Tensor) -> dict[str, Gates]:
-        """Per-image gates of every adapted projection from the gating feature f(x) (B x C)."""
+    def gate(self, normed: torch.Tensor) -> dict[str, Gates]:
+        """Per-image gates of every adapted projection from the block's normalised input, B x H x W x C."""
+        feature = self.feature(normed)  # B x F
         return {name: adapter.gate(feature) for name, adapter in self.adapters.items()}
 
     def delta_weight(self, gates: dict[str, Gates]) -> torch.Tensor:
-        """The qkv weight update for each image: B x 3C x C (zero rows for projections without an adapter)."""
+        """The qkv weight update Delta W(gates) for each image: B x 3C x C (zero rows for projections without an
+        adapter). The one place Delta W is formed; ValueError when it is not finite (as peft's safe merge)."""
         dim = self.base_layer.in_features
         num_images = next(iter(gates.values())).coefficients.shape[0]
         delta = self.base_layer.weight.new_zeros(num_images, len(PROJECTIONS) * dim, dim)
         for rows, name in self._adapted_rows():
             delta[:, rows] = self.adapters[name].delta_weight(gates[name].coefficients)
+        if not torch.isfinite(delta).all():
+            raise ValueError("the adapter's weight update Delta W is not finite (NaN or inf adapter weights, or an "
+                             "overflow in reduced precision)")
         return delta
 
     def forward(self, x: torch.Tensor, gates: dict[str, Gates] | None) -> torch.Tensor:
@@ -80,10 +89,8 @@ class GaraLinear(nn.Module):
             return self.base_layer(x)
         num_images = next(iter(gates.values())).coefficients.shape[0]
         if num_images == 1 and self.merged_inference and not self.training:
-            weight = self.base_layer.weight.clone()  # W0 + Delta W for this image; W0 itself is never touched
-            for rows, name in self._adapted_rows():
-                weight[rows] += self.adapters[name].delta_weight(gates[name].coefficients)[0]
-            return F.linear(x, weight, self.base_layer.bias)
+            # W0 + Delta W for this image; W0 itself is never touched
+            return F.linear(x, self.base_layer.weight + self.delta_weight(gates)[0], self.base_layer.bias)
         out = self.base_layer(x)
         per_image_in = x.reshape(num_images, -1, x.shape[-1])  # B x N x C, all windows of an image together
         per_image_out = out.view(num_images, -1, out.shape[-1])  # B x N x 3C, a view of out

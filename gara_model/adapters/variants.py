@@ -1,31 +1,38 @@
 """Gate variants: how the per-image coefficients c of Delta W = B diag(c) A are chosen.
 
-One table, `VARIANTS`, maps `GaraConfig.variant` to a class; the adapter layer is shared by all of them.
+One table, `VARIANTS`, maps `GaraConfig.variant` to a class; the adapter layer is shared by all of them. The number
+of rank sets each variant takes is part of the adapter file's schema (`config.VARIANT_RANK_SETS`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 from torch import nn
 
-from gara_model.adapters.gumbel import binary_gate
+from gara_model.adapters.gumbel import binary_gate, one_hot_gate
 
 
 @dataclass
 class Gates:
-    """Per-image gate decisions of one adapter.
+    """Per-image gate decisions of one adapter (B images, r = sum of the rank sets' sizes, S rank sets).
 
-    coefficients: B x r, the c in Delta W = B diag(c) A (r = sum of the rank sets' sizes).
-    rank_space:   B, z_space in {0, 1} (1 = higher-rank set); None for variants without gating 1.
-    components:   B x r, the component gates z = [z^L, z^H] before rank-space selection; None without gating 2.
+    coefficients:    B x r, the c in Delta W = B diag(c) A.
+    rank_set:        B, index of the rank set in use (GaRA: z_space, 0 = lower, 1 = higher; MoE LoRA: the block);
+                     None for variants with a single set.
+    components:      B x r, the component gates z = [z^L, z^H] before rank-set selection; None without gating 2.
+    rank_set_logits: B x 1 (GaRA's gating 1) or B x S (MoE LoRA's router); None without a rank-set gate.
+    component_logits: B x r logits of the component gates; None without gating 2.
+    num_rank_sets:   S, how many rank sets `rank_set` chooses among (1: a single set).
     """
 
     coefficients: torch.Tensor
-    rank_space: torch.Tensor | None = None
+    rank_set: torch.Tensor | None = None
     components: torch.Tensor | None = None
+    rank_set_logits: torch.Tensor | None = None
+    component_logits: torch.Tensor | None = None
+    num_rank_sets: int = 1
 
 
 def gate_mlp(in_features: int, hidden: int, out_features: int, num_layers: int) -> nn.Sequential:
@@ -40,9 +47,7 @@ def gate_mlp(in_features: int, hidden: int, out_features: int, num_layers: int) 
 
 
 class GateVariant(nn.Module):
-    """Maps the gating feature f(x) (B x K) to `Gates`; subclasses fix how."""
-
-    num_rank_sets: ClassVar[int]
+    """Maps the gating feature f(x) (B x F) to `Gates`; subclasses fix how."""
 
     def __init__(self, in_features: int, ranks: tuple[int, ...], hidden: int, tau: float) -> None:
         super().__init__()
@@ -56,8 +61,6 @@ class GateVariant(nn.Module):
 class FixedRank(GateVariant):
     """Plain LoRA: every component always on (c = 1), no gates."""
 
-    num_rank_sets = 1
-
     def forward(self, feature: torch.Tensor) -> Gates:
         return Gates(coefficients=feature.new_ones(feature.shape[0], self.ranks[0]))
 
@@ -65,15 +68,14 @@ class FixedRank(GateVariant):
 class ComponentGated(GateVariant):
     """GaRA without gating 1: one rank set whose components are switched by a three-layer MLP."""
 
-    num_rank_sets = 1
-
     def __init__(self, in_features: int, ranks: tuple[int, ...], hidden: int, tau: float) -> None:
         super().__init__(in_features, ranks, hidden, tau)
         self.component_gate = gate_mlp(in_features, hidden, ranks[0], num_layers=3)
 
     def forward(self, feature: torch.Tensor) -> Gates:
-        z = self.binarize(self.component_gate(feature))
-        return Gates(coefficients=z, components=z)
+        logits = self.component_gate(feature)
+        z = self.binarize(logits)
+        return Gates(coefficients=z, components=z, component_logits=logits)
 
 
 class GatedRank(GateVariant):
@@ -82,22 +84,45 @@ class GatedRank(GateVariant):
     c = [(1 - z_space) z^L, z_space z^H], so Delta W = (1 - z_space) B^L diag(z^L) A^L + z_space B^H diag(z^H) A^H.
     """
 
-    num_rank_sets = 2
-
     def __init__(self, in_features: int, ranks: tuple[int, ...], hidden: int, tau: float) -> None:
         super().__init__(in_features, ranks, hidden, tau)
         self.rank_space_gate = gate_mlp(in_features, hidden, 1, num_layers=2)
         self.component_gates = nn.ModuleList(gate_mlp(in_features, hidden, r, num_layers=3) for r in ranks)
 
     def forward(self, feature: torch.Tensor) -> Gates:
-        space = self.binarize(self.rank_space_gate(feature))  # B x 1
-        z_low, z_high = (self.binarize(gate(feature)) for gate in self.component_gates)
+        space_logit = self.rank_space_gate(feature)  # B x 1
+        space = self.binarize(space_logit)
+        component_logits = torch.cat([gate(feature) for gate in self.component_gates], dim=-1)  # B x (r_L + r_H)
+        z = self.binarize(component_logits)
+        z_low, z_high = z.split(list(self.ranks), dim=-1)
         coefficients = torch.cat([(1 - space) * z_low, space * z_high], dim=-1)
-        return Gates(coefficients=coefficients, rank_space=space.squeeze(-1), components=torch.cat([z_low, z_high], dim=-1))
+        return Gates(coefficients=coefficients, rank_set=space.squeeze(-1), components=z,
+                     rank_set_logits=space_logit, component_logits=component_logits, num_rank_sets=2)
+
+
+class MixtureOfLoRA(GateVariant):
+    """MoE LoRA (the paper's table 6 baseline): S fixed-rank LoRA blocks and one gating module (a two-layer MLP
+    router) that picks exactly one block per input; c is 1 on the chosen block's components, 0 elsewhere.
+
+    Training: Gumbel-softmax with a straight-through one-hot choice (`one_hot_gate`); eval: the router's argmax.
+    """
+
+    def __init__(self, in_features: int, ranks: tuple[int, ...], hidden: int, tau: float) -> None:
+        super().__init__(in_features, ranks, hidden, tau)
+        self.router = gate_mlp(in_features, hidden, len(ranks), num_layers=2)
+        self.register_buffer("block_sizes", torch.tensor(ranks), persistent=False)
+
+    def forward(self, feature: torch.Tensor) -> Gates:
+        logits = self.router(feature)  # B x S
+        choice = one_hot_gate(logits, self.tau, self.training)
+        coefficients = torch.repeat_interleave(choice, self.block_sizes, dim=1, output_size=sum(self.ranks))
+        return Gates(coefficients=coefficients, rank_set=choice.argmax(dim=-1).to(choice.dtype), rank_set_logits=logits,
+                     num_rank_sets=len(self.ranks))
 
 
 VARIANTS: dict[str, type[GateVariant]] = {
     "gara": GatedRank,
     "gara_unified": ComponentGated,
     "lora": FixedRank,
+    "moe_lora": MixtureOfLoRA,
 }

@@ -1,7 +1,7 @@
 """SAM's image-encoder block and attention, rebuilt around the gated-rank adapters."""
 
 from gara_model.modeling.attention import ATTENTION_BACKENDS, set_attention_backend
-from gara_model.modeling.block import GaraBlock, gating_feature
+from gara_model.modeling.block import GaraBlock
 from gara_model.modeling.inject import (
     ParameterCount,
     adapter_state_dict,
@@ -24,7 +24,6 @@ __all__ = [
     "adapter_layers",
     "count_parameters",
     "gara_config",
-    "gating_feature",
     "inject_adapters",
     "mark_only_adapters_trainable",
     "set_adapters_enabled",

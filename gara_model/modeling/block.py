@@ -11,19 +11,12 @@ from gara_model.config import GaraConfig
 from gara_model.modeling.attention import GatedAttention
 
 
-def gating_feature(normed: torch.Tensor) -> torch.Tensor:
-    """f(x): the mean over every token of the image of the block's normalised input, B x H x W x C -> B x C.
-
-    The paper leaves f(x) open. We pool the input that the adapted qkv projection itself sees (after norm1),
-    over the whole image and before SAM's 14 x 14 window partition, so that the gates are one decision per
-    image and layer (not per window or token), and the LayerNorm keeps the feature's scale the same in every
-    layer, so one gate design serves all depths.
-    """
-    return normed.mean(dim=(1, 2))
-
-
 class GaraBlock(nn.Module):
-    """Takes over a SAM `Block`: same norm1/attn/norm2/mlp modules and state-dict names, adapted qkv."""
+    """Takes over a SAM `Block`: same norm1/attn/norm2/mlp modules and state-dict names, adapted qkv.
+
+    The gates read the whole image's normalised tokens before SAM's window partition (one decision per image and
+    layer, `gara_model.adapters.feature`).
+    """
 
     def __init__(self, block: Block, config: GaraConfig) -> None:
         super().__init__()
@@ -38,7 +31,7 @@ class GaraBlock(nn.Module):
         shortcut = x
         x = self.norm1(x)
         qkv = self.attn.qkv
-        gates = qkv.gate(gating_feature(x)) if qkv.enabled else None
+        gates = qkv.gate(x) if qkv.enabled else None
         if self.window_size > 0:
             H, W = x.shape[1], x.shape[2]
             x, pad_hw = window_partition(x, self.window_size)  # (B * windows) x ws x ws x C, grouped by image

@@ -10,12 +10,14 @@ from segment_anything.modeling import Sam
 from torch import nn
 
 from gara_model.adapters import GaraLinear, GatedRankAdapter
+from gara_model.adapters.feature import GatingFeature
 from gara_model.config import GaraConfig
 from gara_model.modeling.basam import BiasModeMask
 from gara_model.modeling.block import GaraBlock
 
-# Trainable parts of a GaRA-SAM: the adapters (A, B and their gates) and BA-SAM's bias coefficients, if any.
-TRAINABLE_PARTS = (GatedRankAdapter, BiasModeMask)
+# What an adapter file holds: the adapters (A, B and their gates), the gates' feature statistics and BA-SAM's bias
+# coefficients, if any. All their parameters train; the feature statistics are buffers updated in training.
+ADAPTER_PARTS = (GatedRankAdapter, GatingFeature, BiasModeMask)
 
 
 def inject_adapters(sam: Sam, config: GaraConfig) -> Sam:
@@ -46,10 +48,10 @@ def gara_config(model: nn.Module) -> GaraConfig:
 
 
 def mark_only_adapters_trainable(model: nn.Module) -> None:
-    """requires_grad only for parameters inside TRAINABLE_PARTS; by structure, not name."""
+    """requires_grad only for parameters inside ADAPTER_PARTS; by structure, not name."""
     model.requires_grad_(False)
     for module in model.modules():
-        if isinstance(module, TRAINABLE_PARTS):
+        if isinstance(module, ADAPTER_PARTS):
             module.requires_grad_(True)
 
 
@@ -86,10 +88,11 @@ def count_parameters(model: nn.Module) -> ParameterCount:
 
 
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The parameters of TRAINABLE_PARTS (A, B, gates, BA-SAM coefficients) by full name: what an adapter file holds."""
+    """Parameters and persistent buffers of ADAPTER_PARTS (A, B, gates, feature statistics, BA-SAM coefficients) by
+    full name, sharing storage with the model: what an adapter file holds."""
     return {
-        f"{module_name}.{name}": param
+        name: tensor
         for module_name, module in model.named_modules()
-        if isinstance(module, TRAINABLE_PARTS)
-        for name, param in module.named_parameters()
+        if isinstance(module, ADAPTER_PARTS)
+        for name, tensor in module.state_dict(prefix=f"{module_name}.", keep_vars=True).items()
     }

@@ -16,7 +16,7 @@ from gara_model.modeling import (
     set_attention_backend,
     set_merged_inference,
 )
-from gara_model.modeling.introspection import record_gates, summarize_gates
+from gara_model.adapters.gates import record_gates, summarize_gates
 
 from .tiny import VARIANT_CONFIGS, make_gara
 
@@ -90,9 +90,10 @@ def test_record_gates_reports_each_adapter_per_image(tiny_sam, images):
     assert len(summaries) == 2 and len(summaries[0].adapters) == depth * 3
     assert summaries[0].adapters[0].adapter == "image_encoder.blocks.0.attn.qkv.adapters.q"
     for adapter, (_, gates) in zip(summaries[1].adapters, records):
-        chosen = gates.components[1, : config.ranks[0]] if adapter.rank_space == "low" else gates.components[1, config.ranks[0] :]
+        chosen = gates.components[1, : config.ranks[0]] if adapter.rank_set == 0 else gates.components[1, config.ranks[0] :]
         assert adapter.active_components == int(chosen.sum())
-    high = sum(a.rank_space == "high" for a in summaries[0].adapters)
+        assert adapter.rank_set == int(gates.rank_set[1]) and adapter.num_rank_sets == 2
+    high = sum(a.rank_set == 1 for a in summaries[0].adapters)
     assert summaries[0].high_rank_share == pytest.approx(high / (depth * 3))
 
 
@@ -130,14 +131,17 @@ def test_state_dict_keeps_sam_names(tiny_sam):
         assert key in keys or key.replace(".attn.qkv.", ".attn.qkv.base_layer.") in keys, key
 
 
-def test_parameter_counts_for_vit_b_with_default_ranks():
-    """The numbers docs/model.md states: ViT-B with r_L = 16, r_H = 256 on q, k and v of all 12 blocks."""
-    count = count_parameters(inject_adapters(build_sam("vit_b"), GaraConfig()))
+@pytest.mark.parametrize("gating_feature, total", [("mean", 21_294_180), ("mean_std", 26_602_596)])
+def test_parameter_counts_for_vit_b_with_default_ranks(gating_feature, total):
+    """The numbers docs/model.md states: ViT-B with r_L = 16, r_H = 256 on q, k and v of all 12 blocks; the gate
+    MLPs read f(x) of width C (token mean) or 2C (token mean and std)."""
+    count = count_parameters(inject_adapters(build_sam("vit_b"), GaraConfig(gating_feature=gating_feature)))
     dim, depth, hidden, (r_low, r_high) = 768, 12, 64, (16, 256)
+    feature = dim if gating_feature == "mean" else 2 * dim
     components = (r_low + r_high) * 2 * dim
-    rank_space_gate = dim * hidden + hidden + hidden + 1
-    component_gates = sum(dim * hidden + hidden + hidden * hidden + hidden + hidden * r + r for r in (r_low, r_high))
-    assert count.trainable == depth * 3 * (components + rank_space_gate + component_gates) == 21_294_180
+    rank_space_gate = feature * hidden + hidden + hidden + 1
+    component_gates = sum(feature * hidden + hidden + hidden * hidden + hidden + hidden * r + r for r in (r_low, r_high))
+    assert count.trainable == depth * 3 * (components + rank_space_gate + component_gates) == total
     assert count.frozen == 93_735_472  # SAM ViT-B itself
 
 
