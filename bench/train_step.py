@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from bench.common import REPO, parser, ratio, sam_variant, setup, summary, timed
-from gara_model.config import ModelConfig, TrainConfig
+from gara_model.engine.config import ModelConfig, TrainConfig
 from gara_model.engine.batch import TrainItem
 from gara_model.engine.trainer import batch_loss, build_training_model
 from gara_model.modeling import count_parameters

@@ -76,10 +76,10 @@ def main(argv: list[str] | None = None) -> None:
     datasets = dict(parse_dataset(text) for text in (args.data or ["synthetic"]))
     datasets = {label: dataset_from_spec(spec) for label, spec in datasets.items()}
     corruptions = [c for c in args.corruptions.split(",") if c]
-    rows = evaluate(predictors, datasets, corruptions, args.severity, args.prompts.split(","), args.random_points, args.seed)
-    report = write_report(rows, Path(args.out))
+    evaluation = evaluate(predictors, datasets, corruptions, args.severity, args.prompts.split(","), args.random_points, args.seed)
+    report = write_report(evaluation, Path(args.out))
     print(report.read_text())
-    print(f"written: {report.parent}/results.{{md,csv,json}} and iou.png")
+    print(f"written: {report.parent}/results.{{md,csv,json}}, iou.png" + (" and gates_*.png" if evaluation.gates else ""))
 
 
 if __name__ == "__main__":

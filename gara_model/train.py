@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from gara_model.config import load_train_config
+from gara_model.engine.config import load_train_config
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,8 +2,8 @@
 from .bdd100k import BDD100KInstances, bdd100k_condition, decode_bitmask
 from .build import DATASET_BUILDERS, acdc_condition, build_dataset
 from .coco import CocoInstances
-from .corrupted import CorruptedInstances
-from .corruptions import CORRUPTIONS, IMAGENET_C, ROBUST_SEG, corrupt
+from .corrupted import CorruptionMix
+from .corruptions import CORRUPTIONS, IMAGENET_C, LOW_LIGHT, ROBUST_SEG, corrupt
 from .dataset import InstanceDataset
 from .errors import BadDataError
 from .mask_folder import MaskFolderInstances
@@ -12,8 +12,8 @@ from .sample import CONDITIONS, InstanceSample
 from .synthetic import SyntheticInstances, render_scene
 
 __all__ = [
-    "BDD100KInstances", "BadDataError", "CONDITIONS", "CORRUPTIONS", "CocoInstances", "CorruptedInstances",
-    "DATASET_BUILDERS", "EVAL_PROTOCOL", "IMAGENET_C", "InstanceDataset", "InstanceSample",
+    "BDD100KInstances", "BadDataError", "CONDITIONS", "CORRUPTIONS", "CocoInstances", "CorruptionMix",
+    "DATASET_BUILDERS", "EVAL_PROTOCOL", "IMAGENET_C", "InstanceDataset", "LOW_LIGHT", "InstanceSample",
     "MaskFolderInstances", "Prompts", "ROBUST_SEG", "SyntheticInstances", "acdc_condition",
     "bdd100k_condition", "build_dataset", "corrupt", "decode_bitmask", "eval_prompts", "render_scene",
     "training_prompts",

@@ -11,7 +11,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .corruptions import CORRUPTIONS, IMAGENET_C, corrupt
+from .corruptions import CORRUPTIONS, corrupt, corruption_severity
 from .synthetic import render_scene
 
 _LABEL_HEIGHT = 16
@@ -31,7 +31,7 @@ def contact_sheet(image: np.ndarray, names: Sequence[str] = CORRUPTIONS, severit
         raise ValueError(f"columns={columns} must be >= 1")
     tiles = [_tile(image, "clear")]
     for name in names:
-        level = severity if name in IMAGENET_C else None
+        level = corruption_severity(name, severity)
         label = f"{name.replace('imagenet_c/', 'IN-C ')}" + (f" s{level}" if level else "")
         tiles.append(_tile(corrupt(image, name, level, seed), label))
     tiles += [np.full_like(tiles[0], 255)] * (-len(tiles) % columns)

@@ -46,6 +46,9 @@ _ALBUMENTATIONS: dict[str, Callable[[], A.BasicTransform]] = {
     "elastic_transform": lambda: A.ElasticTransform(alpha=100, sigma=10, border_mode=cv2.BORDER_REFLECT_101, p=1),
     "brightness": lambda: A.MultiplicativeNoise(multiplier=(0.6, 0.8), p=1),
     "contrast": lambda: A.ColorJitter(brightness=0, contrast=(1.6, 1.7), saturation=0, hue=0, p=1),
+    "night": lambda: A.Compose([  # low light as a camera sees it: dark midtones, then sensor read noise
+        A.RandomGamma(gamma_limit=(250, 350), p=1),
+        A.GaussNoise(std_range=(0.03, 0.06), per_channel=True, p=1)]),
 }
 
 #: The 15 Robust-Seg degradations, in RobustSAM's order.
@@ -56,7 +59,10 @@ ROBUST_SEG = ("snow", "fog", "rain", "gauss_noise", "iso_noise", "impulse_noise"
 #: ImageNet-C: 15 common + 4 validation corruptions.
 IMAGENET_C = tuple(f"imagenet_c/{name}" for name in imagecorruptions.get_corruption_names("all"))
 
-CORRUPTIONS = ROBUST_SEG + IMAGENET_C
+#: gara's own: the low light of a robot's camera at night (the paper's real night images: ACDC, LIS, BDD100K).
+LOW_LIGHT = ("night",)
+
+CORRUPTIONS = ROBUST_SEG + IMAGENET_C + LOW_LIGHT
 SEVERITIES = (1, 2, 3, 4, 5)
 DEFAULT_SEVERITY = 3
 _SEEDED_IMAGENET_C = ("impulse_noise", "glass_blur")  # take a seed argument; others use np.random
@@ -79,11 +85,16 @@ def _imagenet_c(image: np.ndarray, name: str, severity: int, seed: int) -> np.nd
         return imagecorruptions.corrupt(image, severity=severity, corruption_name=name, **kwargs)
 
 
+def corruption_severity(name: str, severity: int | None) -> int | None:
+    """The severity to pass to ``corrupt``: ``severity`` for ImageNet-C names, None for the fixed-strength others."""
+    return severity if name in IMAGENET_C else None
+
+
 def _check(image: np.ndarray, name: str, severity: int | None) -> None:
     if name not in CORRUPTIONS:
         raise ValueError(f"name={name!r} is not a corruption; valid names: {', '.join(CORRUPTIONS)}")
-    if name in ROBUST_SEG and severity is not None:
-        raise ValueError(f"severity={severity!r}: Robust-Seg corruption {name!r} has one fixed strength; pass None")
+    if name not in IMAGENET_C and severity is not None:
+        raise ValueError(f"severity={severity!r}: corruption {name!r} has one fixed strength; pass None")
     if name in IMAGENET_C and severity is not None and severity not in SEVERITIES:
         raise ValueError(f"severity={severity!r} must be one of {SEVERITIES} (or None for {DEFAULT_SEVERITY})")
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:

@@ -10,6 +10,7 @@ import torch
 from segment_anything.utils.transforms import ResizeLongestSide
 from torch.utils.data import Dataset, Sampler
 
+from gara_model.data.corrupted import CorruptionMix
 from gara_model.data.prompts import training_prompts
 
 
@@ -31,12 +32,14 @@ class TrainItem:
 
 
 class TrainItems(Dataset):
-    """Wraps an instance dataset; item (index, draw) samples objects and prompts with rng [seed, index, draw]."""
+    """Wraps an instance dataset; item (index, draw) samples objects and prompts with rng [seed, index, draw] and,
+    with `corruptions`, the image's corruption for this draw with rng [seed, index, draw, 1]."""
 
     def __init__(self, dataset: Dataset, image_size: int, max_objects: int, prompt_mode: str, points_per_object: int,
-                 box_jitter: float, seed: int) -> None:
+                 box_jitter: float, seed: int, corruptions: CorruptionMix | None = None) -> None:
         self.dataset, self.image_size, self.max_objects = dataset, image_size, max_objects
         self.prompt_mode, self.points_per_object, self.box_jitter, self.seed = prompt_mode, points_per_object, box_jitter, seed
+        self.corruptions = corruptions
         self.transform = ResizeLongestSide(image_size)
 
     def __len__(self) -> int:
@@ -45,6 +48,8 @@ class TrainItems(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> TrainItem:
         index, draw = key
         sample = self.dataset[index]
+        if self.corruptions is not None:
+            sample = self.corruptions.apply(sample, np.random.default_rng([self.seed, index, draw, 1]))
         rng = np.random.default_rng([self.seed, index, draw])
         masks = sample.masks
         if len(masks) > self.max_objects:

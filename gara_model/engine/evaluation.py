@@ -1,21 +1,23 @@
-"""evaluate(): IoU and Dice per mask for several models side by side, per dataset x condition x prompt type.
+"""evaluate(): IoU and Dice per mask for several models side by side, per dataset x condition x prompt type, and the
+gate decisions of every image for the models that have gates.
 
-Shared by `python -m gara_model.evaluate` and the end of training. Every image is degraded once per
-corruption and shown to every model, so the models see exactly the same pixels and prompts.
+Shared by `python -m gara_model.evaluate` and the end of training. Every image is degraded once per corruption and
+shown to every model, so the models see exactly the same pixels and prompts.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from gara_model.data.corruptions import ROBUST_SEG, corrupt
+from gara_model.data.corruptions import corrupt, corruption_severity
 from gara_model.data.prompts import EVAL_PROTOCOL, eval_prompts
+from gara_model.engine.gate_adaptivity import GateAdaptivity, gate_adaptivity
 from gara_model.engine.metrics import iou_and_dice
 from gara_model.predictor import GaraPredictor, ObjectPrompt
 
@@ -40,16 +42,52 @@ class EvalRow:
     protocol: str = EVAL_PROTOCOL
 
 
-def degraded_views(dataset: Dataset, corruptions: Sequence[str], severity: int, seed: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """(condition, image, masks): each image as it is (its own condition), and each clear image once per corruption."""
+@dataclass
+class GateRecords:
+    """The gate decisions of one model: one row per image shown, with its dataset, scene (image index) and condition."""
+
+    layout: tuple[tuple[str, int, int], ...] = ()  # GateSummary.layout: how a decision row splits into adapters
+    decisions: list[np.ndarray] = field(default_factory=list)  # each D bool
+    datasets: list[str] = field(default_factory=list)
+    scenes: list[int] = field(default_factory=list)
+    conditions: list[str] = field(default_factory=list)
+
+    def adaptivity(self, dataset: str | None = None) -> GateAdaptivity:
+        """`gate_adaptivity` over the images of `dataset` (None: all)."""
+        rows = [i for i, d in enumerate(self.datasets) if dataset is None or d == dataset]
+        return gate_adaptivity(np.stack([self.decisions[i] for i in rows]), [self.conditions[i] for i in rows],
+                               [f"{self.datasets[i]}/{self.scenes[i]}" for i in rows])
+
+
+@dataclass
+class Evaluation:
+    rows: list[EvalRow]
+    gates: dict[str, GateRecords]  # model -> its gate decisions; only models with gates
+
+
+@dataclass
+class _Totals:
+    """Running sums of one model x dataset x condition x prompt type."""
+
+    iou: list[float] = field(default_factory=list)  # per mask
+    dice: list[float] = field(default_factory=list)
+    images: int = 0
+    encoder_seconds: float = 0.0
+    high_rank_shares: list[float] = field(default_factory=list)  # per image, models with gates only
+    active_components: list[float] = field(default_factory=list)
+
+
+def degraded_views(dataset: Dataset, corruptions: Sequence[str], severity: int, seed: int) -> Iterator[tuple[int, str, np.ndarray, np.ndarray]]:
+    """(index, condition, image, masks): each image as it is (its own condition), and each clear image once per
+    corruption."""
     for index in range(len(dataset)):
         sample = dataset[index]
-        yield sample.meta["condition"], sample.image, sample.masks
+        yield index, sample.meta["condition"], sample.image, sample.masks
         if sample.meta["condition"] != "clear":
             continue
         for name in corruptions:
-            level = None if name in ROBUST_SEG else severity
-            yield name, corrupt(sample.image, name, level, seed=seed * 1_000_003 + index), sample.masks
+            level = corruption_severity(name, severity)
+            yield index, name, corrupt(sample.image, name, level, seed=seed * 1_000_003 + index), sample.masks
 
 
 def object_prompts(masks: np.ndarray, prompt: str, num_random_points: int, seed: int) -> list[ObjectPrompt]:
@@ -69,39 +107,47 @@ def evaluate(
     num_random_points: int = 0,
     seed: int = 0,
     progress: bool = True,
-) -> list[EvalRow]:
-    """One EvalRow per model x dataset x condition x prompt type, in that nesting order."""
+) -> Evaluation:
+    """One EvalRow per model x dataset x condition x prompt type, in that nesting order, and the gate records."""
     unknown = set(prompt_types) - set(PROMPT_TYPES)
     if unknown:
         raise ValueError(f"prompt_types must be from {PROMPT_TYPES}, got {sorted(unknown)}")
-    scores: dict[tuple, list] = {}  # key -> [iou list, dice list, images, high shares, active means, encoder s]
+    totals: dict[tuple[str, str, str, str], _Totals] = {}
+    gates: dict[str, GateRecords] = {}
     for dataset_name, dataset in datasets.items():
         views = degraded_views(dataset, corruptions, severity, seed)
         total = len(dataset) * (1 + len(corruptions))
-        for condition, image, masks in tqdm(views, total=total, desc=f"evaluate {dataset_name}", disable=not progress):
+        for index, condition, image, masks in tqdm(views, total=total, desc=f"evaluate {dataset_name}", disable=not progress):
+            prompts = {prompt: object_prompts(masks, prompt, num_random_points, seed) for prompt in prompt_types}
             for model_name, predictor in predictors.items():
                 started = time.perf_counter()
                 predictor.set_image(image)
                 encoder_seconds = time.perf_counter() - started
-                for prompt in prompt_types:
-                    objects = object_prompts(masks, prompt, num_random_points, seed)
-                    predicted = predictor.predict(objects).masks[:, 0]
-                    iou, dice = iou_and_dice(predicted, masks)
-                    entry = scores.setdefault((model_name, dataset_name, condition, prompt), [[], [], 0, [], [], 0.0])
-                    entry[0].extend(iou)
-                    entry[1].extend(dice)
-                    entry[2] += 1
-                    entry[5] += encoder_seconds
+                if predictor.gates is not None:
+                    records = gates.setdefault(model_name, GateRecords(layout=predictor.gates.layout))
+                    records.decisions.append(predictor.gates.decisions)
+                    records.datasets.append(dataset_name)
+                    records.scenes.append(index)
+                    records.conditions.append(condition)
+                for prompt, objects in prompts.items():
+                    iou, dice = iou_and_dice(predictor.predict(objects).masks[:, 0], masks)
+                    entry = totals.setdefault((model_name, dataset_name, condition, prompt), _Totals())
+                    entry.iou.extend(iou)
+                    entry.dice.extend(dice)
+                    entry.images += 1
+                    entry.encoder_seconds += encoder_seconds
                     if predictor.gates is not None:
-                        entry[3].append(predictor.gates.high_rank_share)
-                        entry[4].append(predictor.gates.mean_active_components)
+                        entry.high_rank_shares.append(predictor.gates.high_rank_share)
+                        entry.active_components.append(predictor.gates.mean_active_components)
     mean = lambda values: float(np.mean(values)) if values else None  # noqa: E731
-    conditions = list(dict.fromkeys(key[2] for key in scores))
+    conditions = list(dict.fromkeys(key[2] for key in totals))
     order = lambda key: (list(predictors).index(key[0]), list(datasets).index(key[1]), conditions.index(key[2]), list(prompt_types).index(key[3]))  # noqa: E731
-    return [
-        EvalRow(*key, float(np.mean(ious)), float(np.mean(dices)), len(ious), images, mean(high), mean(active), 1000 * seconds / images)
-        for key, (ious, dices, images, high, active, seconds) in sorted(scores.items(), key=lambda item: order(item[0]))
+    rows = [
+        EvalRow(*key, float(np.mean(t.iou)), float(np.mean(t.dice)), len(t.iou), t.images, mean(t.high_rank_shares),
+                mean(t.active_components), 1000 * t.encoder_seconds / t.images)
+        for key, t in sorted(totals.items(), key=lambda item: order(item[0]))
     ]
+    return Evaluation(rows, gates)
 
 
 def rows_as_dicts(rows: Sequence[EvalRow]) -> list[dict]:

@@ -20,17 +20,19 @@ from tqdm import tqdm
 
 from gara_model.build import build_sam, pretrained_sam
 from gara_model.checkpoint import load_adapter, read_state_dict, save_adapter
-from gara_model.config import TrainConfig
+from gara_model.engine.config import TrainConfig
 from gara_model.data.build import dataset_from_spec
-from gara_model.data.corrupted import CorruptedInstances
+from gara_model.data.corrupted import CorruptionMix
 from gara_model.device import autocast
 from gara_model.engine.batch import StepBatchSampler, TrainItem, TrainItems
 from gara_model.engine.distributed import Distributed, cleanup_distributed, setup_distributed
 from gara_model.engine.evaluation import evaluate
+from gara_model.engine.gate_probe import build_gate_probe, log_gate_probe
 from gara_model.engine.losses import segmentation_loss
+from gara_model.engine.optim import build_optimizer
 from gara_model.engine.report import write_report
 from gara_model.modeling import count_parameters, inject_adapters, set_adapters_enabled
-from gara_model.modeling.introspection import record_gates, summarize_gates
+from gara_model.adapters.gates import record_gates, summarize_gates
 from gara_model.predictor import GaraPredictor
 
 log = logging.getLogger(__name__)
@@ -48,12 +50,14 @@ def build_training_model(cfg: TrainConfig) -> Sam:
     return inject_adapters(pretrained_sam(cfg.model.sam, cfg.model.checkpoint, **geometry), cfg.adapter)
 
 
-def build_train_set(cfg: TrainConfig):
+def build_train_items(cfg: TrainConfig, image_size: int) -> TrainItems:
+    """The training datasets, concatenated, with prompts sampled per draw and the draw's corruption."""
     datasets = [dataset_from_spec(spec) for spec in cfg.data.train]
     dataset = datasets[0] if len(datasets) == 1 else torch.utils.data.ConcatDataset(datasets)
-    if cfg.data.corruptions:
-        dataset = CorruptedInstances(dataset, cfg.data.corruptions, cfg.data.corruption_severity, seed=cfg.seed)
-    return dataset
+    corruptions = (CorruptionMix(tuple(cfg.data.corruptions), cfg.data.corruption_severity, cfg.data.clear_fraction)
+                   if cfg.data.corruptions else None)
+    return TrainItems(dataset, image_size, cfg.data.max_objects, cfg.data.prompt_mode, cfg.data.points_per_object,
+                      cfg.data.box_jitter, cfg.seed, corruptions)
 
 
 def batch_loss(model: Sam, encoder: torch.nn.Module, batch: list[TrainItem], cfg: TrainConfig, device: torch.device):
@@ -111,17 +115,12 @@ def resume(model: Sam, optimizer, scaler, cfg: TrainConfig, run_dir: Path) -> in
 
 
 def log_gates(writer, records, step: int) -> None:
+    """Training-sample gates (with their Gumbel noise): the share using the higher-rank set, active components."""
     summaries = summarize_gates(records)
     if not summaries:
         return
-    writer.add_scalar("gates/high_rank_share", sum(s.high_rank_share for s in summaries) / len(summaries), step)
-    writer.add_scalar("gates/mean_active_components", sum(s.mean_active_components for s in summaries) / len(summaries), step)
-    per_layer: dict[str, list[int]] = {}
-    for summary in summaries:
-        for adapter in summary.adapters:
-            per_layer.setdefault(adapter.adapter, []).append(adapter.active_components)
-    for name, counts in per_layer.items():
-        writer.add_scalar(f"gates_active/{name.removeprefix('image_encoder.')}", sum(counts) / len(counts), step)
+    writer.add_scalar("gates_train/high_rank_share", sum(s.high_rank_share for s in summaries) / len(summaries), step)
+    writer.add_scalar("gates_train/mean_active_components", sum(s.mean_active_components for s in summaries) / len(summaries), step)
 
 
 def evaluate_run(model: Sam, cfg: TrainConfig, run_dir: Path, device: torch.device) -> Path:
@@ -133,8 +132,8 @@ def evaluate_run(model: Sam, cfg: TrainConfig, run_dir: Path, device: torch.devi
         predictors["SAM (frozen)"] = GaraPredictor(base, device=device)
     predictors[cfg.adapter.variant if not cfg.model.train_base else "SAM"] = GaraPredictor(model, device=device)
     datasets = {f"{spec['name']}{spec.get('size', '')}": dataset_from_spec(spec) for spec in cfg.data.eval}
-    rows = evaluate(predictors, datasets, cfg.data.eval_corruptions, cfg.data.eval_severity, seed=cfg.seed)
-    report = write_report(rows, run_dir / "eval")
+    evaluation = evaluate(predictors, datasets, cfg.data.eval_corruptions, cfg.data.eval_severity, seed=cfg.seed)
+    report = write_report(evaluation, run_dir / "eval")
     log.info("evaluation:\n%s", report.read_text())
     return report
 
@@ -150,18 +149,19 @@ def train(cfg: TrainConfig) -> Path:
     torch.manual_seed(cfg.seed)
     model = build_training_model(cfg).to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.optim.weight_decay)
+    optimizer = build_optimizer(model, cfg)
     scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and cfg.precision in ("auto", "fp16"))
     start = resume(model, optimizer, scaler, cfg, run_dir) if cfg.resume else 0
     encoder = model.image_encoder
     if dist_env.world_size > 1:
         encoder = DistributedDataParallel(encoder, device_ids=[device.index] if device.type == "cuda" else None)
-    dataset = build_train_set(cfg)
-    items = TrainItems(dataset, model.image_encoder.img_size, cfg.data.max_objects, cfg.data.prompt_mode,
-                       cfg.data.points_per_object, cfg.data.box_jitter, cfg.seed)
+    items = build_train_items(cfg, model.image_encoder.img_size)
     sampler = StepBatchSampler(len(items), cfg.batch_size, start, cfg.steps, cfg.seed, dist_env.rank, dist_env.world_size)
     loader = DataLoader(items, batch_sampler=sampler, collate_fn=list, num_workers=cfg.data.num_workers)
     writer = SummaryWriter(run_dir / "tb") if dist_env.is_main else None
+    probe = None
+    if writer and not cfg.model.train_base:
+        probe = build_gate_probe(model, dataset_from_spec(cfg.data.eval[0]), cfg.data.eval_corruptions, cfg.data.eval_severity)
     if dist_env.is_main:
         (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
         log.info("training %s on %s: %s", "the whole SAM" if cfg.model.train_base else "GaRA adapters", device, count_parameters(model))
@@ -187,6 +187,8 @@ def train(cfg: TrainConfig) -> Path:
             writer.add_scalar("train/grad_norm", grad_norm.item(), step + 1)
             writer.add_scalar("train/lr", optimizer.param_groups[0]["lr"], step + 1)
             log_gates(writer, records, step + 1)
+        if probe is not None and (step + 1) % cfg.probe_every == 0:
+            log_gate_probe(writer, model, probe, step + 1, cfg.batch_size)
         if dist_env.is_main and ((step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps):
             save_checkpoint(model, optimizer, scaler, step + 1, cfg, run_dir)
     progress.close()

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gara_model.data import CORRUPTIONS, IMAGENET_C, ROBUST_SEG, CorruptedInstances, SyntheticInstances, corrupt
+from gara_model.data import CORRUPTIONS, IMAGENET_C, ROBUST_SEG, CorruptionMix, SyntheticInstances, corrupt
 from gara_model.data.contact_sheet import main as contact_sheet_main
 
 #: Corruptions with no random part: the seed cannot change them.
@@ -19,9 +19,17 @@ def image() -> np.ndarray:
     return SyntheticInstances(size=1, image_size=64, seed=3)[0].image
 
 
-def test_registry_lists_robust_seg_and_imagenet_c():
+def test_registry_lists_robust_seg_imagenet_c_and_low_light():
     assert len(ROBUST_SEG) == 15 and len(IMAGENET_C) == 19
-    assert CORRUPTIONS == ROBUST_SEG + IMAGENET_C and len(set(CORRUPTIONS)) == 34
+    assert CORRUPTIONS == ROBUST_SEG + IMAGENET_C + ("night",) and len(set(CORRUPTIONS)) == 35
+
+
+def test_night_is_dark_and_noisy(image):
+    """Low light: mean brightness far below the clear image's, and pixel noise on a flat region."""
+    flat = np.full((64, 64, 3), 128, np.uint8)
+    night = corrupt(flat, "night", seed=1).astype(float)
+    assert night.mean() < 0.35 * 128 and night.std() > 1.0
+    assert corrupt(image, "night", seed=1).mean() < 0.6 * image.mean()
 
 
 @pytest.mark.parametrize("name", CORRUPTIONS)
@@ -60,21 +68,28 @@ def test_argument_errors(image):
         corrupt(image[:20], "imagenet_c/fog")
 
 
-def test_corrupted_dataset_sets_condition_and_is_reproducible():
-    clean = SyntheticInstances(size=4, image_size=64)
-    wrapped = CorruptedInstances(clean, names=("fog", "imagenet_c/snow"), severity=2, seed=1)
-    sample = wrapped[2]
+def test_corruption_mix_draws_per_draw_and_is_reproducible():
+    clean = SyntheticInstances(size=4, image_size=64)[2]
+    mix = CorruptionMix(("fog", "imagenet_c/snow"), severity=2)
+    sample = mix.apply(clean, np.random.default_rng([1, 2, 0]))
     assert sample.meta["condition"] in ("fog", "imagenet_c/snow") and sample.meta["source_condition"] == "clear"
-    np.testing.assert_array_equal(sample.masks, clean[2].masks)
-    assert not np.array_equal(sample.image, clean[2].image)
-    np.testing.assert_array_equal(sample.image, wrapped[2].image)
-    conditions = set()
-    for epoch in range(6):
-        wrapped.set_epoch(epoch)
-        conditions.add(wrapped[2].meta["condition"])
-    assert conditions == {"fog", "imagenet_c/snow"}
+    np.testing.assert_array_equal(sample.masks, clean.masks)
+    assert not np.array_equal(sample.image, clean.image)
+    np.testing.assert_array_equal(sample.image, mix.apply(clean, np.random.default_rng([1, 2, 0])).image)
+    conditions = {mix.apply(clean, np.random.default_rng([1, 2, draw])).meta["condition"] for draw in range(8)}
+    assert conditions == {"fog", "imagenet_c/snow"}  # a new corruption for every draw of the same image
     with pytest.raises(ValueError, match="unknown: \\['haze'\\]"):
-        CorruptedInstances(clean, names=("haze",))
+        CorruptionMix(("haze",))
+
+
+def test_clear_fraction_leaves_that_share_of_draws_as_they_are():
+    clean = SyntheticInstances(size=1, image_size=64)[0]
+    mix = CorruptionMix(("fog", "rain"), clear_fraction=0.25)
+    conditions = [mix.apply(clean, np.random.default_rng([0, draw])).meta["condition"] for draw in range(400)]
+    assert conditions.count("clear") / 400 == pytest.approx(0.25, abs=0.05)
+    assert CorruptionMix(("fog",), clear_fraction=1.0).apply(clean, np.random.default_rng(0)) is clean
+    with pytest.raises(ValueError, match="clear_fraction"):
+        CorruptionMix(("fog",), clear_fraction=1.5)
 
 
 def test_contact_sheet_command(tmp_path):

@@ -1,6 +1,7 @@
 import pytest
 
-from gara_model.config import GaraConfig, load_train_config
+from gara_model.config import GaraConfig
+from gara_model.engine.config import load_train_config
 
 
 def test_defaults_follow_the_paper():

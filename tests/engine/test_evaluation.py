@@ -27,7 +27,7 @@ def predictor_with_threshold(threshold):
 
 def test_full_and_empty_masks_give_the_known_iou_and_dice(scenes):
     rows = evaluate({"full": predictor_with_threshold(-np.inf), "empty": predictor_with_threshold(np.inf)},
-                    {"scenes": scenes}, corruptions=["snow"], progress=False)
+                    {"scenes": scenes}, corruptions=["snow"], progress=False).rows
     masks = np.concatenate([scenes[i].masks for i in range(2)])
     area = masks.reshape(len(masks), -1).sum(1) / masks[0].size
     expected_iou, expected_dice = area.mean(), (2 * area / (1 + area)).mean()
@@ -44,14 +44,17 @@ def test_full_and_empty_masks_give_the_known_iou_and_dice(scenes):
 
 def test_gate_statistics_and_report_files(scenes, tmp_path):
     gara = inject_adapters(load_embedded_sam(), GaraConfig(ranks=(2, 4)))
-    rows = evaluate({"SAM": GaraPredictor(load_embedded_sam(), device="cpu"), "GaRA": GaraPredictor(gara, device="cpu")},
-                    {"scenes": scenes}, prompt_types=["box"], progress=False)
-    fresh = {r.model: r for r in rows}
+    evaluation = evaluate({"SAM": GaraPredictor(load_embedded_sam(), device="cpu"), "GaRA": GaraPredictor(gara, device="cpu")},
+                          {"scenes": scenes}, prompt_types=["box"], progress=False)
+    fresh = {r.model: r for r in evaluation.rows}
     assert fresh["GaRA"].iou == pytest.approx(fresh["SAM"].iou, abs=1e-6)  # a fresh adapter changes nothing
     assert 0.0 <= fresh["GaRA"].high_rank_share <= 1.0 and fresh["GaRA"].mean_active_components >= 0
-    report = write_report(rows, tmp_path)
+    assert list(evaluation.gates) == ["GaRA"] and evaluation.gates["GaRA"].scenes == [0, 1]
+    report = write_report(evaluation, tmp_path)
     assert "| scenes | clear | box |" in report.read_text() and "GaRA IoU" in report.read_text()
-    assert json.loads((tmp_path / "results.json").read_text())[1]["model"] == "GaRA"
+    assert "Gate adaptivity" in report.read_text() and (tmp_path / "gates_gara.png").stat().st_size > 1000
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["rows"][1]["model"] == "GaRA" and written["gate_adaptivity"]["GaRA"]["scenes"]["images"] == 2
     assert (tmp_path / "results.csv").read_text().startswith("model,dataset,condition,prompt,iou,dice")
     assert (tmp_path / "iou.png").stat().st_size > 1000
 
