@@ -23,6 +23,7 @@ setup(
         "albumentations>=2.0,<2.1",
         "imagecorruptions-imaug>=1.1.5",
         "scipy>=1.10",
+        "scikit-learn>=1.3",  # gate adaptivity: the linear classifier that reads the condition from the gates
         "tensorboard>=2.14",
         "matplotlib>=3.7",
         "imageio>=2.30",
