@@ -96,3 +96,25 @@ def read_binary_mask(path: str | Path) -> np.ndarray:
     if brightest == 0:
         raise BadDataError(path, "empty mask (every pixel is 0)")
     return 2 * levels.astype(np.int64) > brightest
+
+
+def read_mask_stack(path: str | Path) -> np.ndarray:
+    """``.npy`` file of instance masks -> N x H x W bool, as stored (RobustSAM's mask format).
+
+    Pickled (object) arrays are refused, not loaded; other shapes or dtypes raise BadDataError."""
+    if not Path(path).is_file():
+        raise BadDataError(path, "file missing")
+    try:
+        masks = np.load(path, allow_pickle=False)
+    except ValueError as error:
+        if "allow_pickle" in str(error):
+            raise BadDataError(path, "object array (pickled .npy), not loaded: expected an N x H x W bool "
+                                     "array") from error
+        raise BadDataError(path, f"cannot read .npy ({error})") from error
+    except (OSError, EOFError) as error:
+        raise BadDataError(path, f"cannot read .npy ({error})") from error
+    if not isinstance(masks, np.ndarray):  # an .npz archive under an .npy name
+        raise BadDataError(path, "not a single .npy array: expected an N x H x W bool array")
+    if masks.ndim != 3 or masks.dtype != np.bool_:
+        raise BadDataError(path, f"expected an N x H x W bool array, got shape {masks.shape} {masks.dtype}")
+    return masks

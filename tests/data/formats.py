@@ -112,3 +112,19 @@ def binary_png(path: Path, mask: np.ndarray, mode: str = "L") -> None:
         image = Image.fromarray(mask.astype(np.uint8) * (1 if mode == "L01" else 255))
     image.save(path, format="PNG")
 
+
+def robust_seg_split(split_dir: Path, folders: tuple[str, ...], count: int = 2) -> list[np.ndarray]:
+    """Robust-Seg (RobustSAM) layout: ``<folder>/img_<i>.jpg`` in every folder (pixels differ per
+    folder) and ``masks/mask_<i>.npy`` (2 x H x W bool, paired with the images by sorted order).
+    Returns the masks written, in sorted order."""
+    written = []
+    for i in range(count):
+        for seed, folder in enumerate(folders):
+            write_image(split_dir / folder / f"img_{i:04d}.jpg", seed=10 * i + seed)
+        masks = np.zeros((2, H, W), dtype=bool)
+        masks[0, 2 + i:12 + i, 3:20] = True
+        masks[1, 25:35, 30 - i:45] = True
+        (split_dir / "masks").mkdir(parents=True, exist_ok=True)
+        np.save(split_dir / "masks" / f"mask_{i:04d}.npy", masks)
+        written.append(masks)
+    return written

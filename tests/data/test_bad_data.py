@@ -19,7 +19,7 @@ from PIL import Image
 
 from gara_model.data import BadDataError, CocoInstances, InstanceDataset, build_dataset
 
-from .formats import (BDD_FRAMES, H, W, binary_png, compressed_rle, rle_mask, uncompressed_rle,
+from .formats import (BDD_FRAMES, H, W, binary_png, compressed_rle, rle_mask, robust_seg_split, uncompressed_rle,
                       write_bdd, write_image)
 
 Build = Callable[[bool], InstanceDataset]
@@ -80,7 +80,42 @@ def _transparent_mask(path: Path) -> None:
     Image.fromarray(rgba).save(path)
 
 
+def _robust_seg(damage: Callable[[Path], Path], conditions: tuple[str, ...] = ("clear",)
+                ) -> Callable[[Path], tuple[Build, Path]]:
+    """Robust-Seg split with clear/ and fog/; ``damage(split_dir)`` breaks one file and returns it."""
+    def write(tmp_path: Path) -> tuple[Build, Path]:
+        robust_seg_split(tmp_path / "train", ("clear", "fog"))
+        bad = damage(tmp_path / "train")
+        return lambda strict: build_dataset("robust_seg", tmp_path, conditions=list(conditions), strict=strict), bad
+    return write
+
+
+def _save_masks(masks: np.ndarray, **kwargs: Any) -> Callable[[Path], Path]:
+    def damage(split_dir: Path) -> Path:
+        path = split_dir / "masks" / "mask_0000.npy"
+        np.save(path, masks, **kwargs)
+        return path
+    return damage
+
+
+def _extra_mask(split_dir: Path) -> Path:
+    np.save(split_dir / "masks" / "mask_0002.npy", np.ones((1, H, W), bool))
+    return split_dir / "masks"
+
+
+def _missing_fog_image(split_dir: Path) -> Path:
+    (split_dir / "fog" / "img_0000.jpg").unlink()
+    return split_dir / "fog" / "img_0000.jpg"
+
+
+def _extra_fog_image(split_dir: Path) -> Path:
+    path = split_dir / "fog" / "img_0009.jpg"
+    write_image(path)
+    return path
+
+
 _SHORT_COUNTS = uncompressed_rle(rle_mask())["counts"][:-1]  # last background run dropped
+_TWO_MASKS = np.ones((2, H, W), bool)
 
 
 @dataclass
@@ -113,6 +148,23 @@ CASES = {
     "mask-transparent": Case(_mask_folder(_transparent_mask),
                              "mask has transparency (alpha below 255): expected an opaque greyscale or palette mask",
                              {"image_id": "b"}),
+    "robust-seg-count-mismatch": Case(_robust_seg(_extra_mask), "3 mask files for 2 images in clear/", None),
+    "robust-seg-missing-degraded-image": Case(_robust_seg(_missing_fog_image, ("fog",)),
+                                              "missing; clear/ has img_0000.jpg",
+                                              {"image_id": "img_0001", "condition": "fog"}),
+    "robust-seg-extra-degraded-image": Case(_robust_seg(_extra_fog_image, ("fog",)), "not in clear/, so it has no masks",
+                                            {"image_id": "img_0000", "condition": "fog"}),
+    "robust-seg-masks-not-bool": Case(_robust_seg(_save_masks(_TWO_MASKS.astype(np.uint8))),
+                                      f"expected an N x H x W bool array, got shape (2, {H}, {W}) uint8",
+                                      {"image_id": "img_0001"}),
+    "robust-seg-masks-2d": Case(_robust_seg(_save_masks(_TWO_MASKS[0])),
+                                f"expected an N x H x W bool array, got shape ({H}, {W}) bool",
+                                {"image_id": "img_0001"}),
+    "robust-seg-masks-size-differs": Case(_robust_seg(_save_masks(np.ones((2, H + 1, W), bool))),
+                                          f"masks {H + 1} x {W} != image {H} x {W}", {"image_id": "img_0001"}),
+    "robust-seg-pickled-masks": Case(_robust_seg(_save_masks(np.array([_TWO_MASKS, None], dtype=object),
+                                                             allow_pickle=True)),
+                                     "object array (pickled .npy), not loaded: expected an N x H x W bool array", {"image_id": "img_0001"}),
 }
 
 
