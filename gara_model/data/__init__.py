@@ -8,13 +8,14 @@ from .dataset import InstanceDataset
 from .errors import BadDataError
 from .mask_folder import MaskFolderInstances
 from .prompts import EVAL_PROTOCOL, Prompts, eval_prompts, training_prompts
+from .robust_seg import ROBUST_SEG_CONDITIONS, RobustSegInstances
 from .sample import CONDITIONS, InstanceSample
 from .synthetic import SyntheticInstances, render_scene
 
 __all__ = [
     "BDD100KInstances", "BadDataError", "CONDITIONS", "CORRUPTIONS", "CocoInstances", "CorruptionMix",
-    "DATASET_BUILDERS", "EVAL_PROTOCOL", "IMAGENET_C", "InstanceDataset", "LOW_LIGHT", "InstanceSample",
-    "MaskFolderInstances", "Prompts", "ROBUST_SEG", "SyntheticInstances", "acdc_condition",
-    "bdd100k_condition", "build_dataset", "corrupt", "decode_bitmask", "eval_prompts", "render_scene",
-    "training_prompts",
+    "DATASET_BUILDERS", "EVAL_PROTOCOL", "IMAGENET_C", "InstanceDataset", "InstanceSample", "LOW_LIGHT",
+    "MaskFolderInstances", "Prompts", "ROBUST_SEG", "ROBUST_SEG_CONDITIONS", "RobustSegInstances",
+    "SyntheticInstances", "acdc_condition", "bdd100k_condition", "build_dataset", "corrupt", "decode_bitmask",
+    "eval_prompts", "render_scene", "training_prompts",
 ]

@@ -6,7 +6,6 @@ instance id = ``(B << 8) + A``.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 from .dataset import InstanceDataset
 from .errors import BadDataError, report
 from .images import read_rgb, read_rgba
+from .json_files import json_kind, read_json
 from .sample import InstanceSample
 
 IGNORE, CROWD, OCCLUDED, TRUNCATED = 1, 2, 4, 8
@@ -29,15 +29,29 @@ def bdd100k_condition(attributes: dict[str, Any]) -> str:
     return _WEATHER.get(attributes.get("weather", ""), "clear")
 
 
-def read_frame_conditions(attributes_file: str | Path) -> dict[str, str]:
-    """Scalabel/BDD100K label JSON (a list of frames, or ``{"frames": [...]}``) -> {image name: condition}."""
-    try:
-        with open(attributes_file, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, json.JSONDecodeError) as error:
-        raise BadDataError(attributes_file, f"cannot read frame attributes ({error})") from error
-    frames = data["frames"] if isinstance(data, dict) else data
-    return {frame["name"]: bdd100k_condition(frame.get("attributes") or {}) for frame in frames}
+def read_frame_conditions(attributes_file: str | Path, strict: bool = False) -> dict[str, str]:
+    """Scalabel/BDD100K label JSON (a list of frames, or ``{"frames": [...]}``) -> {image name: condition}.
+
+    A file of another shape raises :class:`BadDataError`; a frame without a string ``name``
+    or with non-object ``attributes`` is reported (raised when ``strict``) and left out.
+    """
+    data = read_json(attributes_file, "frame attributes")
+    frames = data.get("frames") if isinstance(data, dict) else data
+    if not isinstance(frames, list):
+        got = "an object without 'frames'" if isinstance(data, dict) else json_kind(data)
+        raise BadDataError(attributes_file, f"expected a list of frames or {{'frames': [...]}}, got {got}")
+    conditions = {}
+    for position, frame in enumerate(frames):
+        if not isinstance(frame, dict) or not isinstance(frame.get("name"), str):
+            report(BadDataError(attributes_file, f"frame {position} has no 'name'"), strict)
+            continue
+        attributes = frame.get("attributes") or {}
+        if not isinstance(attributes, dict):
+            report(BadDataError(attributes_file, f"frame {frame['name']}: 'attributes' is {json_kind(attributes)}, "
+                                                 "not an object"), strict)
+            continue
+        conditions[frame["name"]] = bdd100k_condition(attributes)
+    return conditions
 
 
 def decode_bitmask(bitmask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -68,7 +82,7 @@ class BDD100KInstances(InstanceDataset):
     def __init__(self, image_dir: str | Path, bitmask_dir: str | Path,
                  attributes_file: str | Path | None = None, *, strict: bool = False) -> None:
         super().__init__(strict)
-        self.conditions = read_frame_conditions(attributes_file) if attributes_file else {}
+        self.conditions = read_frame_conditions(attributes_file, strict) if attributes_file else {}
         self.items: list[tuple[Path, Path]] = []
         for bitmask in sorted(Path(bitmask_dir).glob("*.png")):
             image = Path(image_dir) / f"{bitmask.stem}.jpg"

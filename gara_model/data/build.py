@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from .bdd100k import BDD100KInstances
 from .coco import CocoInstances
 from .dataset import InstanceDataset
 from .mask_folder import MaskFolderInstances
+from .robust_seg import RobustSegInstances
 from .synthetic import SyntheticInstances
 
 ACDC_CONDITIONS = ("fog", "night", "rain", "snow")
@@ -72,6 +73,13 @@ def build_thin_object_5k(root: str | Path, split: str = "train", **kwargs) -> Ma
     return MaskFolderInstances(root / "images", root / "masks", dataset="thin_object_5k", **kwargs)
 
 
+def build_robust_seg(root: str | Path, split: str = "train", conditions: Sequence[str] | None = None,
+                     **kwargs) -> RobustSegInstances:
+    """Robust-Seg: ``root/{split}/clear/``, ``root/{split}/masks/*.npy`` and one folder per corruption;
+    ``conditions`` (``clear`` or ``ROBUST_SEG`` names) default to every folder present."""
+    return RobustSegInstances(Path(root) / split, conditions, **kwargs)
+
+
 DATASET_BUILDERS: dict[str, Callable[..., InstanceDataset]] = {
     "coco": build_coco,
     "lvis": build_lvis,
@@ -80,6 +88,7 @@ DATASET_BUILDERS: dict[str, Callable[..., InstanceDataset]] = {
     "bdd100k": build_bdd100k,
     "msra10k": build_msra10k,
     "thin_object_5k": build_thin_object_5k,
+    "robust_seg": build_robust_seg,
 }
 
 

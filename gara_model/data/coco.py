@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from pathlib import Path
 from typing import Any, Callable
 
@@ -13,6 +12,7 @@ from pycocotools.coco import COCO
 from .dataset import InstanceDataset
 from .errors import BadDataError, report
 from .images import read_rgb
+from .json_files import json_kind, read_json
 from .sample import InstanceSample
 
 
@@ -33,18 +33,83 @@ def _resolve(image_root: Path, file_name: str) -> Path:
     return path
 
 
-def load_coco(annotation_file: str | Path) -> COCO:
-    """Read a COCO-format JSON quietly (pycocotools prints progress)."""
-    try:
-        with open(annotation_file, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, json.JSONDecodeError) as error:
-        raise BadDataError(annotation_file, f"cannot read annotation file ({error})") from error
-    for key in ("images", "annotations"):
+def _with_ids(entries: list[Any], kind: str, path: Path, strict: bool) -> dict[Any, dict[str, Any]]:
+    """``images`` or ``categories`` entries by ``id``; entries without one are reported and left out."""
+    by_id = {}
+    for position, entry in enumerate(entries):
+        if isinstance(entry, dict) and "id" in entry:
+            by_id[entry["id"]] = entry
+        else:
+            report(BadDataError(path, f"{kind} entry {position} has no 'id'"), strict)
+    return by_id
+
+
+def _rle_problem(rle: dict[str, Any], image: dict[str, Any], name: str) -> str | None:
+    """Why an RLE cannot be this image's mask: its size is not the image's, or (uncompressed)
+    its run lengths do not cover every pixel; None when it can."""
+    if "size" not in rle or "counts" not in rle:
+        return f"{name}: RLE lacks 'size' or 'counts'"
+    height, width = image.get("height"), image.get("width")
+    if rle["size"] != [height, width]:
+        return f"{name}: RLE size {rle['size']} differs from image {image['id']}'s [{height}, {width}]"
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        if not all(isinstance(c, int) and c >= 0 for c in counts):
+            return f"{name}: RLE counts are not all non-negative integers"
+        if sum(counts) != height * width:
+            return f"{name}: RLE counts sum to {sum(counts)}, not {height} x {width} = {height * width}"
+    return None
+
+
+def _annotation_problem(position: int, ann: Any, images: dict[Any, dict[str, Any]],
+                        categories: dict[Any, dict[str, Any]]) -> str | None:
+    """Why annotation entry ``position`` cannot be used, or None."""
+    if not isinstance(ann, dict):
+        return f"annotation entry {position} is {json_kind(ann)}, not an object"
+    name = f"annotation {ann['id']}" if "id" in ann else f"annotation entry {position}"
+    for key in ("id", "image_id", "category_id", "segmentation"):
+        if key not in ann:
+            return f"{name} has no '{key}'"
+    if ann["image_id"] not in images:
+        return f"{name} refers to image id {ann['image_id']} that is not in 'images'"
+    if ann["category_id"] not in categories:
+        return f"{name}: category_id {ann['category_id']} is not in 'categories'"
+    if isinstance(ann["segmentation"], dict):
+        return _rle_problem(ann["segmentation"], images[ann["image_id"]], name)
+    return None
+
+
+def load_coco(annotation_file: str | Path, strict: bool = False) -> COCO:
+    """Read a COCO-format JSON quietly (pycocotools prints progress).
+
+    A file that is not a COCO instance file raises :class:`BadDataError`. Entries that
+    cannot be used are reported (raised when ``strict``) and left out: images or categories
+    without ``id``; annotations without ``id``/``image_id``/``category_id``/``segmentation``,
+    with an image or category not in the file, or with an RLE that does not fit its image.
+    """
+    annotation_file = Path(annotation_file)
+    data = read_json(annotation_file, "annotation file")
+    if not isinstance(data, dict):
+        raise BadDataError(annotation_file, f"not a COCO instance file: the top level is {json_kind(data)}, "
+                                            "not an object")
+    for key in ("images", "annotations", "categories"):
         if key not in data:
             raise BadDataError(annotation_file, f"not a COCO instance file: no '{key}'")
+        if not isinstance(data[key], list):
+            raise BadDataError(annotation_file, f"not a COCO instance file: '{key}' is {json_kind(data[key])}, "
+                                                "not a list")
+    images = _with_ids(data["images"], "image", annotation_file, strict)
+    categories = _with_ids(data["categories"], "category", annotation_file, strict)
+    annotations = []
+    for position, ann in enumerate(data["annotations"]):
+        problem = _annotation_problem(position, ann, images, categories)
+        if problem:
+            report(BadDataError(annotation_file, problem), strict)
+        else:
+            annotations.append(ann)
     coco = COCO()
-    coco.dataset = data
+    coco.dataset = {**data, "images": list(images.values()), "categories": list(categories.values()),
+                    "annotations": annotations}
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
@@ -64,8 +129,8 @@ class CocoInstances(InstanceDataset):
             not single instances).
         strict: raise :class:`BadDataError` instead of warning and skipping.
 
-    Images without annotations are left out; annotations whose ``image_id`` is
-    not in ``images``, and images whose file is missing, are reported.
+    Images without annotations are left out; unusable entries (see :func:`load_coco`)
+    and images whose file is missing are reported.
     """
 
     def __init__(
@@ -82,14 +147,9 @@ class CocoInstances(InstanceDataset):
         self.annotation_file = Path(annotation_file)
         self.image_root = Path(image_root)
         self.dataset = dataset
-        self.coco = load_coco(self.annotation_file)
+        self.coco = load_coco(self.annotation_file, strict)
         self.condition = condition
         self.items: list[tuple[dict[str, Any], Path, str, list[dict[str, Any]]]] = []
-        for ann in self.coco.dataset["annotations"]:
-            if ann.get("image_id") not in self.coco.imgs:
-                report(BadDataError(self.annotation_file,
-                                    f"annotation {ann.get('id')} refers to image id "
-                                    f"{ann.get('image_id')} that is not in 'images'"), strict)
         for image_id in sorted(self.coco.imgs):
             info = self.coco.imgs[image_id]
             anns = [a for a in self.coco.imgToAnns.get(image_id, [])
@@ -127,7 +187,7 @@ class CocoInstances(InstanceDataset):
             mask = self._decode(ann, path)
             if mask is not None:
                 masks.append(mask)
-                categories.append(int(ann.get("category_id", 0)))
+                categories.append(int(ann["category_id"]))
         if not masks:
             raise BadDataError(path, "no non-empty instance mask")
         meta = {"dataset": self.dataset, "file": str(path), "condition": condition,

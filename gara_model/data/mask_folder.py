@@ -5,10 +5,8 @@ from pathlib import Path
 
 from .dataset import InstanceDataset
 from .errors import BadDataError, report
-from .images import read_binary_mask, read_rgb
+from .images import IMAGE_SUFFIXES, read_binary_mask, read_rgb
 from .sample import InstanceSample
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 class MaskFolderInstances(InstanceDataset):
@@ -44,8 +42,6 @@ class MaskFolderInstances(InstanceDataset):
         image, mask = read_rgb(image_path), read_binary_mask(mask_path)
         if mask.shape != image.shape[:2]:
             raise BadDataError(mask_path, f"mask {mask.shape} != image {image.shape[:2]}")
-        if not mask.any():
-            raise BadDataError(mask_path, "empty mask")
         meta = {"dataset": self.dataset, "file": str(image_path), "condition": self.condition,
                 "image_id": image_path.stem, "category_ids": [1]}
         return InstanceSample(image, mask[None], meta)

@@ -1,13 +1,11 @@
 """Dataset folders in the real layouts, written to tmp_path."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from .formats import ACDC_FILES, BDD_INSTANCES, bitmask, coco_json, write_image
+from .formats import ACDC_FILES, coco_json, write_bdd, write_image
 
 
 @pytest.fixture
@@ -31,18 +29,4 @@ def acdc_root(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def bdd_root(tmp_path: Path) -> Path:
-    root = tmp_path / "bdd100k"
-    names = ["night-frame", "rainy-frame", "no-attributes"]
-    for i, name in enumerate(names):
-        write_image(root / "images" / "10k" / "train" / f"{name}.jpg", seed=i)
-        path = root / "labels" / "ins_seg" / "bitmasks" / "train" / f"{name}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(bitmask(BDD_INSTANCES)).save(path)
-    frames = [{"name": "night-frame.jpg", "attributes": {"weather": "clear", "timeofday": "night", "scene": "highway"},
-               "labels": []},
-              {"name": "rainy-frame.jpg", "attributes": {"weather": "rainy", "timeofday": "daytime",
-                                                         "scene": "city street"}, "labels": []}]
-    polygons = root / "labels" / "ins_seg" / "polygons" / "ins_seg_train.json"
-    polygons.parent.mkdir(parents=True)
-    polygons.write_text(json.dumps(frames))
-    return root
+    return write_bdd(tmp_path / "bdd100k")

@@ -80,6 +80,27 @@ BDD_INSTANCES = [  # car; occluded pedestrian with an id > 255; crowd; ignore
     ((slice(12, 16), slice(40, 48)), 8, 1, 4),
 ]
 
+BDD_FRAMES = [
+    {"name": "night-frame.jpg", "attributes": {"weather": "clear", "timeofday": "night", "scene": "highway"},
+     "labels": []},
+    {"name": "rainy-frame.jpg", "attributes": {"weather": "rainy", "timeofday": "daytime", "scene": "city street"},
+     "labels": []},
+]
+
+
+def write_bdd(root: Path, frames: object = BDD_FRAMES) -> Path:
+    """BDD100K layout: three images with ``BDD_INSTANCES`` bitmasks; ``frames`` is written as the
+    attributes JSON (``labels/ins_seg/polygons/ins_seg_train.json``); "no-attributes" is not in it."""
+    for i, name in enumerate(["night-frame", "rainy-frame", "no-attributes"]):
+        write_image(root / "images" / "10k" / "train" / f"{name}.jpg", seed=i)
+        path = root / "labels" / "ins_seg" / "bitmasks" / "train" / f"{name}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(bitmask(BDD_INSTANCES)).save(path)
+    polygons = root / "labels" / "ins_seg" / "polygons" / "ins_seg_train.json"
+    polygons.parent.mkdir(parents=True)
+    polygons.write_text(json.dumps(frames))
+    return root
+
 
 def binary_png(path: Path, mask: np.ndarray, mode: str = "L") -> None:
     """Save a bool mask as 0/255 grey ("L"), 0/1 grey ("L01") or a 0/1 palette PNG ("P")."""
@@ -90,3 +111,20 @@ def binary_png(path: Path, mask: np.ndarray, mode: str = "L") -> None:
     else:
         image = Image.fromarray(mask.astype(np.uint8) * (1 if mode == "L01" else 255))
     image.save(path, format="PNG")
+
+
+def robust_seg_split(split_dir: Path, folders: tuple[str, ...], count: int = 2) -> list[np.ndarray]:
+    """Robust-Seg (RobustSAM) layout: ``<folder>/img_<i>.jpg`` in every folder (pixels differ per
+    folder) and ``masks/mask_<i>.npy`` (2 x H x W bool, paired with the images by sorted order).
+    Returns the masks written, in sorted order."""
+    written = []
+    for i in range(count):
+        for seed, folder in enumerate(folders):
+            write_image(split_dir / folder / f"img_{i:04d}.jpg", seed=10 * i + seed)
+        masks = np.zeros((2, H, W), dtype=bool)
+        masks[0, 2 + i:12 + i, 3:20] = True
+        masks[1, 25:35, 30 - i:45] = True
+        (split_dir / "masks").mkdir(parents=True, exist_ok=True)
+        np.save(split_dir / "masks" / f"mask_{i:04d}.npy", masks)
+        written.append(masks)
+    return written
