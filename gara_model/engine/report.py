@@ -46,6 +46,34 @@ def markdown_table(rows: Sequence[EvalRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def seed_table(rows: Sequence[EvalRow], degraded: Sequence[str], seed_separator: str = "|") -> str:
+    """IoU mean ± std over seeds, one column per model, for models labelled "name|seed" (a label without the separator
+    is one run). Rows: every condition x prompt, then per prompt the mean over the `degraded` conditions."""
+    runs: dict[tuple[str, str, str], dict[str, float]] = {}  # (model, condition, prompt) -> seed -> IoU
+    for r in rows:
+        name, _, seed = r.model.partition(seed_separator)
+        runs.setdefault((name, r.condition, r.prompt), {})[seed] = r.iou
+    models = list(dict.fromkeys(key[0] for key in runs))
+    cases = list(dict.fromkeys((r.condition, r.prompt) for r in rows))
+    prompts = list(dict.fromkeys(prompt for _, prompt in cases))
+
+    def cell(values: list[float]) -> str:
+        return f"{np.mean(values):.3f}" + (f" ± {np.std(values):.3f}" if len(values) > 1 else "")
+
+    lines = ["| condition | prompt | " + " | ".join(models) + " |", "|---|---|" + "---:|" * len(models)]
+    for condition, prompt in cases:
+        lines.append(f"| {condition} | {prompt} | " + " | ".join(
+            cell(list(runs[(m, condition, prompt)].values())) if (m, condition, prompt) in runs else "-" for m in models) + " |")
+    for prompt in prompts:
+        averages = []
+        for m in models:
+            seeds = runs.get((m, degraded[0], prompt), {}).keys()
+            per_seed = [np.mean([runs[(m, c, prompt)][s] for c in degraded]) for s in seeds]
+            averages.append(cell(per_seed) if per_seed else "-")
+        lines.append(f"| **degraded average** | {prompt} | " + " | ".join(averages) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def adaptivity_table(gates: dict[str, GateRecords]) -> str:
     """Per gated model and dataset: do the gates decide per input (gara_model.engine.gate_adaptivity)."""
     lines = [
