@@ -44,12 +44,13 @@ class EvalRow:
 
 @dataclass
 class GateRecords:
-    """The gate decisions of one model: one row per image shown, with its dataset, scene (image index) and condition."""
+    """The gate decisions of one model: one row per image shown, with its dataset, scene (the sample's image_id: the
+    same for every view of one scene) and condition."""
 
     layout: tuple[tuple[str, int, int], ...] = ()  # GateSummary.layout: how a decision row splits into adapters
     decisions: list[np.ndarray] = field(default_factory=list)  # each D bool
     datasets: list[str] = field(default_factory=list)
-    scenes: list[int] = field(default_factory=list)
+    scenes: list = field(default_factory=list)
     conditions: list[str] = field(default_factory=list)
 
     def adaptivity(self, dataset: str | None = None) -> GateAdaptivity:
@@ -77,17 +78,28 @@ class _Totals:
     active_components: list[float] = field(default_factory=list)
 
 
-def degraded_views(dataset: Dataset, corruptions: Sequence[str], severity: int, seed: int) -> Iterator[tuple[int, str, np.ndarray, np.ndarray]]:
-    """(index, condition, image, masks): each image as it is (its own condition), and each clear image once per
-    corruption."""
+def degraded_views(dataset: Dataset, corruptions: Sequence[str], severity: int, seed: int) -> Iterator[tuple[object, str, np.ndarray, np.ndarray]]:
+    """(scene, condition, image, masks): each image as it is (its own condition), and each clear image once per
+    corruption; scene is the sample's image_id."""
     for index in range(len(dataset)):
         sample = dataset[index]
-        yield index, sample.meta["condition"], sample.image, sample.masks
+        scene = sample.meta["image_id"]
+        yield scene, sample.meta["condition"], sample.image, sample.masks
         if sample.meta["condition"] != "clear":
             continue
         for name in corruptions:
             level = corruption_severity(name, severity)
-            yield index, name, corrupt(sample.image, name, level, seed=seed * 1_000_003 + index), sample.masks
+            yield scene, name, corrupt(sample.image, name, level, seed=seed * 1_000_003 + index), sample.masks
+
+
+def check_no_mixed_conditions(name: str, dataset: Dataset, corruptions: Sequence[str]) -> None:
+    """ValueError when a dataset already holds degraded images under some of `corruptions` (Robust-Seg): corrupting its
+    clear images as well would file two kinds of image under one condition name."""
+    overlap = sorted(set(getattr(dataset, "conditions", ())) & set(corruptions))
+    if overlap:
+        raise ValueError(f"dataset {name!r} already holds images under {overlap}; applying those corruptions to its clear "
+                         "images too would mix them in one row: evaluate it with no corruptions (--corruptions '', "
+                         "data.eval_corruptions: [])")
 
 
 def object_prompts(masks: np.ndarray, prompt: str, num_random_points: int, seed: int) -> list[ObjectPrompt]:
@@ -115,9 +127,11 @@ def evaluate(
     totals: dict[tuple[str, str, str, str], _Totals] = {}
     gates: dict[str, GateRecords] = {}
     for dataset_name, dataset in datasets.items():
+        check_no_mixed_conditions(dataset_name, dataset, corruptions)
+    for dataset_name, dataset in datasets.items():
         views = degraded_views(dataset, corruptions, severity, seed)
         total = len(dataset) * (1 + len(corruptions))
-        for index, condition, image, masks in tqdm(views, total=total, desc=f"evaluate {dataset_name}", disable=not progress):
+        for scene, condition, image, masks in tqdm(views, total=total, desc=f"evaluate {dataset_name}", disable=not progress):
             prompts = {prompt: object_prompts(masks, prompt, num_random_points, seed) for prompt in prompt_types}
             for model_name, predictor in predictors.items():
                 started = time.perf_counter()
@@ -127,7 +141,7 @@ def evaluate(
                     records = gates.setdefault(model_name, GateRecords(layout=predictor.gates.layout))
                     records.decisions.append(predictor.gates.decisions)
                     records.datasets.append(dataset_name)
-                    records.scenes.append(index)
+                    records.scenes.append(scene)
                     records.conditions.append(condition)
                 for prompt, objects in prompts.items():
                     iou, dice = iou_and_dice(predictor.predict(objects).masks[:, 0], masks)

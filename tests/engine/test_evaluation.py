@@ -62,3 +62,20 @@ def test_gate_statistics_and_report_files(scenes, tmp_path):
 def test_unknown_prompt_type(scenes):
     with pytest.raises(ValueError, match="prompt_types must be from"):
         evaluate({}, {"scenes": scenes}, prompt_types=["scribble"])
+
+
+def test_robust_seg_images_are_evaluated_as_stored_and_never_corrupted_twice(tmp_path):
+    from gara_model.data.build import build_dataset
+    from tests.data.formats import robust_seg_split
+
+    robust_seg_split(tmp_path / "val", ("clear", "snow", "fog"), count=2)
+    dataset = build_dataset("robust_seg", tmp_path, "val")
+    gara = inject_adapters(load_embedded_sam(), GaraConfig(ranks=(2, 4)))
+    predictors = {"GaRA": GaraPredictor(gara, device="cpu")}
+    with pytest.raises(ValueError, match=r"already holds images under \['snow'\].*no corruptions"):
+        evaluate(predictors, {"rs": dataset}, corruptions=["snow", "night"], progress=False)
+    evaluation = evaluate(predictors, {"rs": dataset}, prompt_types=["box"], progress=False)
+    assert [(r.condition, r.images) for r in evaluation.rows] == [("clear", 2), ("snow", 2), ("fog", 2)]
+    records = evaluation.gates["GaRA"]
+    assert records.scenes == ["img_0000", "img_0001"] * 3  # one scene id per clear image, shared by its degraded copies
+    assert records.conditions == ["clear"] * 2 + ["snow"] * 2 + ["fog"] * 2

@@ -99,3 +99,46 @@ def test_base_weight_is_never_modified():
 def test_rejects_a_linear_that_is_not_a_fused_qkv():
     with pytest.raises(ValueError, match="fused qkv"):
         GaraLinear(nn.Linear(DIM, DIM), GaraConfig())
+
+
+@pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
+def test_moe_lora_uses_exactly_one_block_per_input(training):
+    config = GaraConfig(variant="moe_lora", ranks=(2, 3, 2), gate_hidden_dim=8)
+    layer = make_layer(config).train(training)
+    torch.manual_seed(5)
+    gates = layer.gate(torch.randn(40, 3, 3, DIM) * 3)["v"]
+    blocks = gates.coefficients.detach().split([2, 3, 2], dim=1)
+    on = torch.stack([b.all(dim=1) for b in blocks], dim=1)  # 40 x 3: block fully on
+    off = torch.stack([(b == 0).all(dim=1) for b in blocks], dim=1)
+    assert torch.equal(on.sum(1), torch.ones(40, dtype=torch.long)) and torch.equal(on | off, torch.ones_like(on))
+    assert torch.equal(on.float().argmax(1).float(), gates.rank_set) and gates.num_rank_sets == 3
+    assert len(set(gates.rank_set.tolist())) > 1  # the router's choice depends on the input
+
+
+def test_delta_weight_refuses_a_non_finite_update():
+    layer = make_layer(GaraConfig(ranks=(2, 4), gate_hidden_dim=8))
+    x = torch.randn(1, 3, 3, DIM)
+    gates = {name: Gates(torch.ones(1, 6)) for name in layer.adapters}
+    with torch.no_grad():
+        layer.adapters["k"].lora_B[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="Delta W is not finite"):
+        layer.delta_weight(gates)
+    with pytest.raises(ValueError, match="Delta W is not finite"):
+        layer(x, gates)  # the merged single-image path forms Delta W
+
+
+def test_gating_feature_is_standardised_with_training_statistics():
+    layer = GaraLinear(nn.Linear(DIM, 3 * DIM), GaraConfig(ranks=(2, 4), gate_hidden_dim=8)).train()
+    torch.manual_seed(6)
+    batches = [torch.randn(4, 5, 5, DIM) * 3 + 2 for _ in range(300)]
+    for batch in batches:
+        layer.feature(batch)
+    layer.eval()
+    features = torch.cat([layer.feature(b) for b in batches[-50:]])  # B x 2C: standardised token mean and std
+    assert features.shape == (200, 2 * DIM)
+    assert features.mean(0).abs().max() < 0.3 and (features.std(0) - 1).abs().max() < 0.3
+    std, mean = torch.std_mean(batches[0][0].flatten(0, 1), dim=0, correction=0)
+    standardizer = layer.feature.standardizer
+    raw = torch.cat([mean, std])
+    expected = (raw - standardizer.running_mean) / (standardizer.running_square - standardizer.running_mean**2 + 1e-5).sqrt()
+    assert torch.allclose(layer.feature(batches[0][:1])[0], expected, atol=1e-5)

@@ -12,6 +12,7 @@ VARIANT_CONFIGS = {
     "gara": GaraConfig(variant="gara", ranks=(4, 12), gate_hidden_dim=16),
     "gara_unified": GaraConfig(variant="gara_unified", ranks=(12,), gate_hidden_dim=16),
     "lora": GaraConfig(variant="lora", ranks=(8,)),
+    "moe_lora": GaraConfig(variant="moe_lora", ranks=(3, 3, 3), gate_hidden_dim=16),
 }
 
 
