@@ -2,11 +2,14 @@
 
 import os
 import socket
+import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from gara_model.build import build_sam, load_embedded_sam
 from gara_model.checkpoint import load_adapter, read_adapter_config
@@ -31,6 +34,12 @@ TINY_RUN = [
 def run(tmp_path, name, *overrides):
     cfg = load_train_config(overrides=TINY_RUN + [f"output_dir={tmp_path / name}", *overrides])
     return train(cfg), cfg
+
+
+def train_state_file(run_dir):
+    """The run's one train-state file (optimizer and scaler state), whatever it is named."""
+    (path,) = run_dir.glob("train_state*.pt")
+    return path
 
 
 def adapter_weights(run_dir):
@@ -75,7 +84,7 @@ def test_resume_continues_exactly(tmp_path):
     a, b = adapter_weights(straight), adapter_weights(resumed)
     for name in a:
         assert torch.equal(a[name], b[name]), name
-    state = torch.load(resumed / "train_state.pt", weights_only=True)
+    state = torch.load(train_state_file(resumed), weights_only=True)
     assert state["step"] == 4
 
 
@@ -143,3 +152,62 @@ def test_train_only_changes_just_that_submodule(tmp_path):
 def test_adapters_on_an_official_variant_need_its_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="'vit_b' needs a checkpoint"):
         run(tmp_path, "vit_b", "steps=1", "model.sam=vit_b")
+
+
+@pytest.mark.parametrize("weights, overrides", [("adapter.safetensors", []), ("sam.safetensors", ["model.train_base=true", "optim.lr=1e-3"])])
+def test_a_kill_between_the_two_files_of_a_checkpoint_loses_nothing(tmp_path, monkeypatch, weights, overrides):
+    """The checkpoint at step 2 dies once its first file is in place (a kill between the two renames): the run
+    keeps the consistent step-1 weights, and --resume from there ends exactly like a run that was never killed."""
+    straight, _ = run(tmp_path, "straight", "steps=2", *overrides)
+    first, _ = run(tmp_path, "first", "steps=1", *overrides)
+    killed = tmp_path / "killed"
+    replace, renamed = os.replace, []
+
+    def replace_then_die_at_the_second_file_of_step_2(src, dst):
+        if Path(dst).parent == killed:
+            renamed.append(Path(dst).name)
+            if len(renamed) == 4:
+                raise OSError("simulated kill")
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_then_die_at_the_second_file_of_step_2)
+    with pytest.raises(OSError, match="simulated kill"):
+        run(tmp_path, "killed", "steps=2", "save_every=1", *overrides)
+    monkeypatch.undo()
+    kept, at_step_1 = load_file(killed / weights), load_file(first / weights)
+    assert kept.keys() == at_step_1.keys() and all(torch.equal(kept[k], at_step_1[k]) for k in kept)
+    resumed, _ = run(tmp_path, "killed", "steps=2", "resume=true", *overrides)
+    final, uninterrupted = load_file(resumed / weights), load_file(straight / weights)
+    assert all(torch.equal(final[k], uninterrupted[k]) for k in uninterrupted)
+
+
+def test_weights_and_train_state_of_different_steps_are_refused(tmp_path):
+    run_dir, _ = run(tmp_path, "mixed", "steps=2")
+    earlier, _ = run(tmp_path, "earlier", "steps=1")
+    train_state_file(run_dir).write_bytes(train_state_file(earlier).read_bytes())  # a step-1 state copied in by hand
+    with pytest.raises(ValueError) as refused:
+        run(tmp_path, "mixed", "steps=3", "resume=true")
+    message = str(refused.value)
+    assert "step 2" in message and "step 1" in message and "adapter.safetensors" in message and "\n" not in message, message
+
+
+def test_a_truncated_train_state_is_refused_in_one_line_naming_it(tmp_path):
+    run_dir, _ = run(tmp_path, "cut", "steps=1")
+    state = train_state_file(run_dir)
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    with pytest.raises(ValueError) as refused:
+        run(tmp_path, "cut", "steps=2", "resume=true")
+    message = str(refused.value)
+    assert str(state) in message and "truncated or corrupt" in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_checkpoint_files_follow_the_umask(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        run_dir, _ = run(tmp_path, "modes", "steps=1")
+    finally:
+        os.umask(previous)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in (run_dir / "adapter.safetensors", train_state_file(run_dir))}
+    assert set(modes.values()) == {0o666 & ~umask}, modes
+
