@@ -1,10 +1,12 @@
 """A real (tiny) training run: only adapters change, the loss goes down, resume is exact, DDP over gloo."""
 
 import os
+import signal
 import socket
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -210,4 +212,53 @@ def test_checkpoint_files_follow_the_umask(tmp_path, umask):
         os.umask(previous)
     modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in (run_dir / "adapter.safetensors", train_state_file(run_dir))}
     assert set(modes.values()) == {0o666 & ~umask}, modes
+
+
+def _children(pid):
+    """Pids whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _running(pid):
+    """False once the process has exited (a zombie waiting to be reaped counts as exited)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_until(condition, seconds):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_data_loader_workers_end_with_a_killed_trainer(tmp_path, signum):
+    run_dir = tmp_path / "killed"
+    overrides = [o for o in TINY_RUN if not o.startswith("data.num_workers")]
+    trainer = subprocess.Popen(
+        [sys.executable, "-m", "gara_model.train", *overrides, "data.num_workers=2", "steps=100000", "save_every=1",
+         f"output_dir={run_dir}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        assert _wait_until(lambda: (run_dir / "adapter.safetensors").exists(), 120), "no first checkpoint"
+        workers = _children(trainer.pid)
+        assert len(workers) == 2, workers
+        trainer.send_signal(signum)
+        trainer.wait(timeout=60)
+        assert _wait_until(lambda: not any(_running(w) for w in workers), 1.0), [w for w in workers if _running(w)]
+    finally:
+        trainer.kill()
+        trainer.wait()
 
