@@ -12,6 +12,7 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from gara_model.cli import one_line_errors
 from gara_model.config import load_train_config
 
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=1e-4 adapter.ranks=[16,256]")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    with sigterm_unwinds():
+    with one_line_errors(parser), sigterm_unwinds():
         cfg = load_train_config(args.config, args.overrides + (["resume=true"] if args.resume else []))
         from gara_model.engine.trainer import train
 

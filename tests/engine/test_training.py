@@ -262,3 +262,14 @@ def test_data_loader_workers_end_with_a_killed_trainer(tmp_path, signum):
         trainer.kill()
         trainer.wait()
 
+
+def test_train_cli_prints_one_error_line_for_user_errors_and_tracebacks_for_the_rest(tmp_path, capsys):
+    from gara_model.train import main
+
+    with pytest.raises(SystemExit) as exited:
+        main([*TINY_RUN, "steps=2", f"output_dir={tmp_path / 'empty'}", "resume=true"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --resume: no checkpoint in ") and err.count("\n") == 1, err
+    with pytest.raises(FloatingPointError, match="non-finite loss"):
+        main([*TINY_RUN, "steps=2", f"output_dir={tmp_path / 'nan'}", "optim.focal_weight=.nan"])

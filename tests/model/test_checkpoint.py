@@ -318,3 +318,19 @@ def test_files_are_recognised_by_content_not_by_suffix(tiny_sam, tmp_path, image
         state = build_sam("tiny", path).state_dict()
         assert all(torch.equal(state[k], v) for k, v in tiny_sam.state_dict().items()), path
 
+
+def test_evaluate_cli_prints_one_error_line_for_a_refused_adapter(tmp_path, capsys):
+    from gara_model.build import load_embedded_sam
+    from gara_model.evaluate import main
+
+    nan_adapter = tmp_path / "nan.safetensors"
+    save_adapter(make_gara(load_embedded_sam()), nan_adapter)
+    with safe_open(nan_adapter, framework="pt") as f:
+        metadata = f.metadata()
+    save_file({k: torch.full_like(v, float("nan")) for k, v in load_file(nan_adapter).items()}, nan_adapter, metadata=metadata)
+    with pytest.raises(SystemExit) as exited:
+        main(["--adapter", f"nan={nan_adapter}", "--data", "synthetic:1", "--corruptions", "", "--out", str(tmp_path / "eval")])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: adapter file ") and str(nan_adapter) in err and "non-finite" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
