@@ -63,7 +63,8 @@ def resume(model: Sam, optimizer, scaler, cfg: TrainConfig, run_dir: Path) -> in
         raise FileNotFoundError(f"--resume: no checkpoint in {run_dir} (expected {weights.name})")
     recorded = read_safetensors_metadata(weights, "weights file").get("step", "")
     if not recorded.isdigit():
-        raise CheckpointError(f"--resume: {weights} records no training step (not written by this trainer?)")
+        raise CheckpointError(f"--resume: {weights} records no training step (saved by an older gara or not by the "
+                              "trainer), so no train state can be matched to it")
     step = int(recorded)
     state_file = train_state_path(run_dir, step)
     if not state_file.is_file():
