@@ -15,7 +15,7 @@ import torch
 from segment_anything import sam_model_registry
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
-from gara_model.checkpoint import OFFICIAL_CHECKPOINTS, load_adapter, load_sam_weights, read_adapter_config
+from gara_model.checkpoint import OFFICIAL_CHECKPOINTS, CheckpointError, load_adapter, load_sam_weights, read_adapter_config
 from gara_model.config import GaraConfig
 from gara_model.modeling import inject_adapters, set_image_size
 
@@ -133,7 +133,7 @@ def pretrained_sam(variant: str, checkpoint: str | os.PathLike | None = None, **
     """
     if checkpoint is None and variant != "tiny":
         expected = OFFICIAL_CHECKPOINTS.get(variant, "a SAM checkpoint")
-        raise ValueError(f"SAM variant {variant!r} needs a checkpoint (e.g. {expected}); only 'tiny' has embedded weights")
+        raise CheckpointError(f"SAM variant {variant!r} needs a checkpoint (e.g. {expected}); only 'tiny' has embedded weights")
     if checkpoint is None:
         log.info("no SAM checkpoint given: using the embedded tiny SAM (%s)", EMBEDDED_TINY_CHECKPOINT.name)
         checkpoint = EMBEDDED_TINY_CHECKPOINT

@@ -1,4 +1,8 @@
-"""Safe loading of SAM checkpoints and saving/loading of adapter-only files (safetensors)."""
+"""Weight files: SAM checkpoints (.pth or .safetensors), adapter files (safetensors) and their atomic writing.
+
+Files are told apart by their first bytes, never by their suffix. Every refusal is a `CheckpointError` (or a
+FileNotFoundError) whose message is one line naming the file and what is wrong with it.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,16 @@ import json
 import logging
 import os
 import pickle
+import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
+import safetensors.torch
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from segment_anything.modeling import Sam
 from torch import nn
 
@@ -28,23 +36,125 @@ ADAPTER_FORMAT = "gara-adapter-v2"
 LEGACY_ADAPTER_FORMATS = {"gara-adapter-v1": {"gating_feature": "mean"}}
 OFFICIAL_CHECKPOINTS = {"vit_b": "sam_vit_b_01ec64.pth", "vit_l": "sam_vit_l_0b3195.pth", "vit_h": "sam_vit_h_4b8939.pth"}
 _VARIANT_BY_EMBED_DIM = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
+_BASE_KEYS = ("embed_dim", "depth", "image_size", "scaling", "fingerprint")  # what base_description records
 
 
-def read_state_dict(path: str | os.PathLike, what: str) -> dict[str, torch.Tensor]:
-    """Tensors from a .pth (torch.load with weights_only=True) or .safetensors file, with errors that name the file."""
+class CheckpointError(ValueError):
+    """A weight file that cannot be used: unreadable, of another kind, inconsistent, or with bad values."""
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
+    """Writes `path` so that a crash or kill at any moment leaves either the old file or the whole new one.
+
+    `write` fills a temporary file beside `path`; it is synced to disk and renamed over `path`, and the
+    directory is synced so that the rename itself survives a power cut. The file gets the mode of any new
+    file (0666 less the user's umask).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)  # a leftover of a killed write would keep its old mode
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+    return path
+
+
+def save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]) -> Path:
+    """Tensors (contiguous, on the CPU) with string metadata, as one safetensors file written atomically."""
+    return atomic_write(path, lambda f: f.write(safetensors.torch.save(tensors, metadata=metadata)))
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def _file_format(path: Path, what: str) -> str:
+    """"safetensors" or "torch" (the zip or pickle torch.save writes), from the file's first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    # safetensors: an 8-byte little-endian header length, then the JSON header; checked first, since the length's
+    # low byte can be 0x80, the pickle marker (a truncated file is caught when its header is read)
+    if len(head) == 9 and head[8:9] == b"{":
+        return "safetensors"
+    if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
+        return "torch"
+    raise CheckpointError(f"{what} {path} is neither a safetensors file nor a PyTorch checkpoint (it starts with {head!r})")
+
+
+def read_checkpoint(path: str | os.PathLike, what: str) -> object:
+    """What a safetensors file or a torch.save file holds, loaded without running code (weights_only=True).
+
+    what: how messages name the file ("SAM checkpoint", "adapter file", ...).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
+    file_format = _file_format(path, what)
     try:
-        if path.suffix == ".safetensors":
-            state = load_file(path)
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, SafetensorError, OSError, ValueError) as err:
-        raise ValueError(f"{what} {path} could not be read (truncated or corrupt file?): {err}") from err
+        if file_format == "safetensors":
+            return load_file(path)
+        with open(path, "rb") as f:  # a file object: torch.load would treat a *.safetensors path as safetensors
+            return torch.load(f, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's text is several lines and suggests weights_only=False: never pass that on
+        found = re.search(r"GLOBAL (\S+) was not an allowed global", str(err))
+        if found:
+            raise CheckpointError(f"{what} {path} could not be read: it holds pickled objects other than tensors "
+                                  f"({found[1]}), which are never unpickled since that could run code") from None
+        raise CheckpointError(f"{what} {path} could not be read (truncated or corrupt file?): its pickled data "
+                              "is not plain tensors") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{what} {path} could not be read (truncated or corrupt file?): {_one_line(err)}") from err
+
+
+def read_state_dict(path: str | os.PathLike, what: str) -> dict[str, torch.Tensor]:
+    """Tensors by name from a .pth (torch.load with weights_only=True) or .safetensors file, whatever its suffix."""
+    state = read_checkpoint(path, what)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{what} {path} is not a flat state dict of tensors")
+        raise CheckpointError(f"{what} {path} is not a flat state dict of tensors")
     return state
+
+
+def read_safetensors_metadata(path: str | os.PathLike, what: str) -> dict[str, str]:
+    """The string metadata of a safetensors file (empty if it has none)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    if _file_format(path, what) != "safetensors":
+        raise CheckpointError(f"{what} {path} is a PyTorch checkpoint, not a safetensors {what}")
+    try:
+        with safe_open(path, framework="pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, OSError) as err:
+        raise CheckpointError(f"{what} {path} could not be read (truncated or corrupt file?): {_one_line(err)}") from err
+
+
+def check_tensors(tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], path: Path, what: str) -> None:
+    """Every tensor of `expected` (the model's) has its counterpart in `tensors` with the same shape, a dtype
+    the model can take (floating point for floating-point weights, else the same dtype) and finite values."""
+    for name, own in expected.items():
+        tensor = tensors[name]
+        if tensor.shape != own.shape:
+            raise CheckpointError(f"{what} {path}: {name} has shape {tuple(tensor.shape)}, expected {tuple(own.shape)}")
+        if tensor.is_floating_point() != own.is_floating_point() or (not own.is_floating_point() and tensor.dtype != own.dtype):
+            kind = "floating point" if own.is_floating_point() else "the same dtype"
+            raise CheckpointError(f"{what} {path}: tensor {name} has dtype {str(tensor.dtype).removeprefix('torch.')} "
+                                  f"where the model expects {kind} ({str(own.dtype).removeprefix('torch.')})")
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(f"{what} {path}: tensor {name} has {bad} non-finite values (NaN or inf) of {tensor.numel()}")
 
 
 def load_sam_weights(sam: Sam, path: str | os.PathLike, variant: str) -> None:
@@ -66,7 +176,8 @@ def load_sam_weights(sam: Sam, path: str | os.PathLike, variant: str) -> None:
         guess = _VARIANT_BY_EMBED_DIM.get(patch.shape[0]) if patch is not None else None
         hint = f"; it looks like a {guess} checkpoint" if guess and guess != variant else ""
         expected = OFFICIAL_CHECKPOINTS.get(variant, f"a {variant} SAM state dict")
-        raise ValueError(f"SAM checkpoint {path} does not fit SAM variant {variant!r}: {', '.join(problems)}{hint}. Expected {expected}.")
+        raise CheckpointError(f"SAM checkpoint {path} does not fit SAM variant {variant!r}: {', '.join(problems)}{hint}. Expected {expected}.")
+    check_tensors(state, own, path, "SAM checkpoint")
     sam.load_state_dict(state)
 
 
@@ -83,47 +194,53 @@ def base_description(sam: Sam) -> dict:
     }
 
 
-def save_adapter(model: nn.Module, path: str | os.PathLike) -> Path:
-    """Writes the adapter parameters and their config atomically (a kill mid-write leaves the old file intact)."""
-    path = Path(path)
+def save_adapter(model: nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+    """Writes the adapter parameters and their config atomically (a kill mid-write leaves the old file intact).
+
+    metadata: extra string entries (the trainer records the step).
+    """
     tensors = {name: p.detach().to("cpu").contiguous() for name, p in adapter_state_dict(model).items()}
-    metadata = {
+    return save_safetensors(tensors, path, {
         "format": ADAPTER_FORMAT,
         "gara_config": gara_config(model).to_json(),
         "base": json.dumps(base_description(model)),
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, tmp, metadata=metadata)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+        **(metadata or {}),
+    })
 
 
 def read_adapter_config(path: str | os.PathLike) -> tuple[GaraConfig, dict]:
     """(GaraConfig, base description) stored in an adapter file."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"adapter file not found: {path}")
-    try:
-        with safe_open(path, framework="pt") as f:
-            metadata = f.metadata() or {}
-    except (SafetensorError, OSError) as err:
-        raise ValueError(f"adapter file {path} could not be read (truncated or corrupt file?): {err}") from err
+    metadata = read_safetensors_metadata(path, "adapter file")
     file_format = metadata.get("format")
     if file_format != ADAPTER_FORMAT and file_format not in LEGACY_ADAPTER_FORMATS:
-        raise ValueError(f"{path} is not a gara adapter file (format {file_format!r}, expected {ADAPTER_FORMAT!r})")
-    absent = LEGACY_ADAPTER_FORMATS.get(file_format, {})
-    return GaraConfig.from_json(metadata["gara_config"], absent), json.loads(metadata["base"])
+        raise CheckpointError(f"{path} is not a gara adapter file (format {file_format!r}, expected {ADAPTER_FORMAT!r})")
+    for key in ("gara_config", "base"):
+        if key not in metadata:
+            raise CheckpointError(f"adapter file {path}: its metadata has no {key!r}")
+    try:
+        config = GaraConfig.from_json(metadata["gara_config"], LEGACY_ADAPTER_FORMATS.get(file_format))
+    except (ValueError, TypeError) as err:
+        raise CheckpointError(f"adapter file {path}: metadata 'gara_config' is not a valid GaraConfig JSON: {_one_line(err)}") from err
+    try:
+        base = json.loads(metadata["base"])
+    except ValueError as err:
+        raise CheckpointError(f"adapter file {path}: metadata 'base' is not JSON: {_one_line(err)}") from err
+    missing = [key for key in _BASE_KEYS if key not in base] if isinstance(base, dict) else list(_BASE_KEYS)
+    if missing:
+        raise CheckpointError(f"adapter file {path}: metadata 'base' (the SAM it was trained on) lacks {', '.join(missing)}")
+    return config, base
 
 
 def load_adapter(model: Sam, path: str | os.PathLike, allow_other_base: bool = False) -> Sam:
-    """Loads an adapter file onto a SAM model (injecting the adapters if it has none yet); checks the base model.
+    """Loads an adapter file onto a SAM model (injecting the adapters if it has none yet); checks the base model
+    and the file's tensors (names, shapes, dtypes, finite values).
 
     The model takes the image size and scaling the adapter was trained at (`set_image_size`).
     """
+    path = Path(path)
     config, base = read_adapter_config(path)
+    tensors = read_state_dict(path, "adapter file")
     own_base = base_description(model)
     if (base["image_size"], base["scaling"]) != (own_base["image_size"], own_base["scaling"]):
         log.info("adapter %s was trained at image_size %d with scaling %s: the model follows it",
@@ -131,26 +248,24 @@ def load_adapter(model: Sam, path: str | os.PathLike, allow_other_base: bool = F
         set_image_size(model, base["image_size"], base["scaling"])
     shape_keys = ("embed_dim", "depth")
     if any(base[k] != own_base[k] for k in shape_keys):
-        raise ValueError(
+        raise CheckpointError(
             f"adapter {path} was trained on a SAM with {', '.join(f'{k}={base[k]}' for k in shape_keys)}, "
             f"but this model has {', '.join(f'{k}={own_base[k]}' for k in shape_keys)}: wrong base model"
         )
     if base["fingerprint"] != own_base["fingerprint"] and not allow_other_base:
-        raise ValueError(
+        raise CheckpointError(
             f"adapter {path} was trained on other base weights (fingerprint {base['fingerprint']}, this model "
             f"{own_base['fingerprint']}): load the SAM checkpoint it was trained on, or pass allow_other_base=True"
         )
     if not adapter_layers(model):
         inject_adapters(model, config)
     elif gara_config(model) != config:
-        raise ValueError(f"adapter {path} has config {config}, but the model's adapters have {gara_config(model)}")
-    tensors = read_state_dict(path, "adapter file")
+        raise CheckpointError(f"adapter {path} has config {config}, but the model's adapters have {gara_config(model)}")
     own = adapter_state_dict(model)
     if tensors.keys() != own.keys():
-        raise ValueError(f"adapter {path} holds {len(tensors)} tensors, the model expects {len(own)}: file and config disagree")
+        raise CheckpointError(f"adapter {path} holds {len(tensors)} tensors, the model expects {len(own)}: file and config disagree")
+    check_tensors(tensors, own, path, "adapter file")
     with torch.no_grad():
         for name, param in own.items():
-            if tensors[name].shape != param.shape:
-                raise ValueError(f"adapter {path}: {name} has shape {tuple(tensors[name].shape)}, expected {tuple(param.shape)}")
             param.copy_(tensors[name])
     return model

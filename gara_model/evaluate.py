@@ -14,6 +14,7 @@ from pathlib import Path
 
 from gara_model.build import pretrained_sam
 from gara_model.checkpoint import load_adapter
+from gara_model.cli import one_line_errors
 from gara_model.data.build import dataset_from_spec
 from gara_model.engine.evaluation import evaluate
 from gara_model.engine.report import write_report
@@ -60,21 +61,22 @@ def main(argv: list[str] | None = None) -> None:
         models.append((name, path))
     sizes = [int(s) for s in args.image_size.split(",") if s] or [None]
     scalings = [s for s in args.scaling.split(",") if s]
-    predictors = {}
-    for name, adapter in models:
-        for size in sizes:
-            for scaling in scalings:
-                model = pretrained_sam(args.sam, args.checkpoint)
-                if adapter is not None:
-                    load_adapter(model, adapter)
-                if size is not None or scaling != "none":
-                    set_image_size(model, size, scaling)
-                label = name if len(sizes) == 1 and len(scalings) == 1 else f"{name} @{model.image_encoder.img_size} {scaling}"
-                predictors[label] = GaraPredictor(model, device=args.device)
-    if not predictors:
-        parser.error("nothing to evaluate: give --adapter or drop --no-base")
-    datasets = dict(parse_dataset(text) for text in (args.data or ["synthetic"]))
-    datasets = {label: dataset_from_spec(spec) for label, spec in datasets.items()}
+    with one_line_errors(parser):
+        predictors = {}
+        for name, adapter in models:
+            for size in sizes:
+                for scaling in scalings:
+                    model = pretrained_sam(args.sam, args.checkpoint)
+                    if adapter is not None:
+                        load_adapter(model, adapter)
+                    if size is not None or scaling != "none":
+                        set_image_size(model, size, scaling)
+                    label = name if len(sizes) == 1 and len(scalings) == 1 else f"{name} @{model.image_encoder.img_size} {scaling}"
+                    predictors[label] = GaraPredictor(model, device=args.device)
+        if not predictors:
+            parser.error("nothing to evaluate: give --adapter or drop --no-base")
+        datasets = dict(parse_dataset(text) for text in (args.data or ["synthetic"]))
+        datasets = {label: dataset_from_spec(spec) for label, spec in datasets.items()}
     corruptions = [c for c in args.corruptions.split(",") if c]
     evaluation = evaluate(predictors, datasets, corruptions, args.severity, args.prompts.split(","), args.random_points, args.seed)
     report = write_report(evaluation, Path(args.out))

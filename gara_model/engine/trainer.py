@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
-import os
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import yaml
-from safetensors.torch import save_file
 from segment_anything.modeling import Sam
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from gara_model.build import build_sam, pretrained_sam
-from gara_model.checkpoint import load_adapter, read_state_dict, save_adapter
 from gara_model.engine.config import TrainConfig
 from gara_model.data.build import dataset_from_spec
 from gara_model.data.corrupted import CorruptionMix
 from gara_model.device import autocast
 from gara_model.engine.batch import StepBatchSampler, TrainItem, TrainItems
+from gara_model.engine.checkpointing import resume, save_checkpoint
 from gara_model.engine.distributed import Distributed, cleanup_distributed, setup_distributed
 from gara_model.engine.evaluation import evaluate
 from gara_model.engine.gate_probe import build_gate_probe, log_gate_probe
@@ -82,36 +79,6 @@ def batch_loss(model: Sam, encoder: torch.nn.Module, batch: list[TrainItem], cfg
         predicted_iou.append(iou.float()[:, 0])
     return segmentation_loss(torch.cat(logits), torch.cat(targets), cfg.optim.focal_weight, cfg.optim.dice_weight,
                              torch.cat(predicted_iou), cfg.optim.iou_weight)
-
-
-def save_checkpoint(model: Sam, optimizer, scaler, step: int, cfg: TrainConfig, run_dir: Path) -> None:
-    """Weights (adapter-only, or the whole tiny base) and the optimizer state, each written atomically."""
-    if cfg.model.train_base:
-        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        tmp = run_dir / "sam.safetensors.tmp"
-        save_file(weights, tmp, metadata={"train_config": json.dumps(cfg.to_dict()), "step": str(step)})
-        os.replace(tmp, run_dir / "sam.safetensors")
-    else:
-        save_adapter(model, run_dir / "adapter.safetensors")
-    state = {"step": step, "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict()}
-    tmp = run_dir / "train_state.pt.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, run_dir / "train_state.pt")
-
-
-def resume(model: Sam, optimizer, scaler, cfg: TrainConfig, run_dir: Path) -> int:
-    """Loads the last checkpoint of run_dir; returns the step to continue from."""
-    state_file = run_dir / "train_state.pt"
-    if not state_file.is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir} (expected {state_file.name})")
-    state = torch.load(state_file, map_location="cpu", weights_only=True)
-    if cfg.model.train_base:
-        model.load_state_dict(read_state_dict(run_dir / "sam.safetensors", "base checkpoint"))
-    else:
-        load_adapter(model, run_dir / "adapter.safetensors")
-    optimizer.load_state_dict(state["optimizer"])
-    scaler.load_state_dict(state["scaler"])
-    return int(state["step"])
 
 
 def log_gates(writer, records, step: int) -> None:

@@ -1,12 +1,17 @@
 """A real (tiny) training run: only adapters change, the loss goes down, resume is exact, DDP over gloo."""
 
 import os
+import signal
 import socket
+import stat
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from gara_model.build import build_sam, load_embedded_sam
 from gara_model.checkpoint import load_adapter, read_adapter_config
@@ -31,6 +36,12 @@ TINY_RUN = [
 def run(tmp_path, name, *overrides):
     cfg = load_train_config(overrides=TINY_RUN + [f"output_dir={tmp_path / name}", *overrides])
     return train(cfg), cfg
+
+
+def train_state_file(run_dir):
+    """The run's one train-state file (optimizer and scaler state), whatever it is named."""
+    (path,) = run_dir.glob("train_state*.pt")
+    return path
 
 
 def adapter_weights(run_dir):
@@ -75,7 +86,7 @@ def test_resume_continues_exactly(tmp_path):
     a, b = adapter_weights(straight), adapter_weights(resumed)
     for name in a:
         assert torch.equal(a[name], b[name]), name
-    state = torch.load(resumed / "train_state.pt", weights_only=True)
+    state = torch.load(train_state_file(resumed), weights_only=True)
     assert state["step"] == 4
 
 
@@ -143,3 +154,122 @@ def test_train_only_changes_just_that_submodule(tmp_path):
 def test_adapters_on_an_official_variant_need_its_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="'vit_b' needs a checkpoint"):
         run(tmp_path, "vit_b", "steps=1", "model.sam=vit_b")
+
+
+@pytest.mark.parametrize("weights, overrides", [("adapter.safetensors", []), ("sam.safetensors", ["model.train_base=true", "optim.lr=1e-3"])])
+def test_a_kill_between_the_two_files_of_a_checkpoint_loses_nothing(tmp_path, monkeypatch, weights, overrides):
+    """The checkpoint at step 2 dies once its first file is in place (a kill between the two renames): the run
+    keeps the consistent step-1 weights, and --resume from there ends exactly like a run that was never killed."""
+    straight, _ = run(tmp_path, "straight", "steps=2", *overrides)
+    first, _ = run(tmp_path, "first", "steps=1", *overrides)
+    killed = tmp_path / "killed"
+    replace, renamed = os.replace, []
+
+    def replace_then_die_at_the_second_file_of_step_2(src, dst):
+        if Path(dst).parent == killed:
+            renamed.append(Path(dst).name)
+            if len(renamed) == 4:
+                raise OSError("simulated kill")
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_then_die_at_the_second_file_of_step_2)
+    with pytest.raises(OSError, match="simulated kill"):
+        run(tmp_path, "killed", "steps=2", "save_every=1", *overrides)
+    monkeypatch.undo()
+    kept, at_step_1 = load_file(killed / weights), load_file(first / weights)
+    assert kept.keys() == at_step_1.keys() and all(torch.equal(kept[k], at_step_1[k]) for k in kept)
+    resumed, _ = run(tmp_path, "killed", "steps=2", "resume=true", *overrides)
+    final, uninterrupted = load_file(resumed / weights), load_file(straight / weights)
+    assert all(torch.equal(final[k], uninterrupted[k]) for k in uninterrupted)
+
+
+def test_weights_and_train_state_of_different_steps_are_refused(tmp_path):
+    run_dir, _ = run(tmp_path, "mixed", "steps=2")
+    earlier, _ = run(tmp_path, "earlier", "steps=1")
+    train_state_file(run_dir).write_bytes(train_state_file(earlier).read_bytes())  # a step-1 state copied in by hand
+    with pytest.raises(ValueError) as refused:
+        run(tmp_path, "mixed", "steps=3", "resume=true")
+    message = str(refused.value)
+    assert "step 2" in message and "step 1" in message and "adapter.safetensors" in message and "\n" not in message, message
+
+
+def test_a_truncated_train_state_is_refused_in_one_line_naming_it(tmp_path):
+    run_dir, _ = run(tmp_path, "cut", "steps=1")
+    state = train_state_file(run_dir)
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+    with pytest.raises(ValueError) as refused:
+        run(tmp_path, "cut", "steps=2", "resume=true")
+    message = str(refused.value)
+    assert str(state) in message and "truncated or corrupt" in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_checkpoint_files_follow_the_umask(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        run_dir, _ = run(tmp_path, "modes", "steps=1")
+    finally:
+        os.umask(previous)
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in (run_dir / "adapter.safetensors", train_state_file(run_dir))}
+    assert set(modes.values()) == {0o666 & ~umask}, modes
+
+
+def _children(pid):
+    """Pids whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _running(pid):
+    """False once the process has exited (a zombie waiting to be reaped counts as exited)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_until(condition, seconds):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return condition()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_data_loader_workers_end_with_a_killed_trainer(tmp_path, signum):
+    run_dir = tmp_path / "killed"
+    overrides = [o for o in TINY_RUN if not o.startswith("data.num_workers")]
+    trainer = subprocess.Popen(
+        [sys.executable, "-m", "gara_model.train", *overrides, "data.num_workers=2", "steps=100000", "save_every=1",
+         f"output_dir={run_dir}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        assert _wait_until(lambda: (run_dir / "adapter.safetensors").exists(), 120), "no first checkpoint"
+        workers = _children(trainer.pid)
+        assert len(workers) == 2, workers
+        trainer.send_signal(signum)
+        trainer.wait(timeout=60)
+        assert _wait_until(lambda: not any(_running(w) for w in workers), 1.0), [w for w in workers if _running(w)]
+    finally:
+        trainer.kill()
+        trainer.wait()
+
+
+def test_train_cli_prints_one_error_line_for_user_errors_and_tracebacks_for_the_rest(tmp_path, capsys):
+    from gara_model.train import main
+
+    with pytest.raises(SystemExit) as exited:
+        main([*TINY_RUN, "steps=2", f"output_dir={tmp_path / 'empty'}", "resume=true"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --resume: no checkpoint in ") and err.count("\n") == 1, err
+    with pytest.raises(FloatingPointError, match="non-finite loss"):
+        main([*TINY_RUN, "steps=2", f"output_dir={tmp_path / 'nan'}", "optim.focal_weight=.nan"])

@@ -2,13 +2,19 @@
 
 import copy
 import json
+import os
+import pickle
+import re
+import stat
+from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from gara_model.build import build_gara_sam, build_sam
-from gara_model.checkpoint import load_adapter, read_adapter_config, save_adapter
+from gara_model.checkpoint import atomic_write, load_adapter, read_adapter_config, save_adapter
 from gara_model.config import GaraConfig
 from gara_model.modeling import set_adapters_enabled, set_attention_backend
 
@@ -81,8 +87,6 @@ def test_adapter_round_trip_reproduces_outputs(tiny_sam, sam_pth, images, tmp_pa
 def test_adapter_file_holds_only_adapter_tensors(tiny_sam, tmp_path):
     trained = make_gara(tiny_sam)
     path = save_adapter(trained, tmp_path / "a.safetensors")
-    from safetensors import safe_open
-
     with safe_open(path, framework="pt") as f:
         names = list(f.keys())
     sam_names = set(tiny_sam.state_dict())
@@ -90,6 +94,30 @@ def test_adapter_file_holds_only_adapter_tensors(tiny_sam, tmp_path):
     assert not sam_names & set(names)
     assert path.stat().st_size < sum(p.numel() for p in tiny_sam.parameters()) * 4
     assert not (tmp_path / "a.safetensors.tmp").exists()
+
+
+def test_atomic_write_syncs_the_file_renames_it_then_syncs_the_directory(tmp_path, monkeypatch):
+    events, fsync, replace = [], os.fsync, os.replace
+
+    def recording_fsync(fd):
+        events.append("fsync directory" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", lambda src, dst: (events.append("replace"), replace(src, dst)))
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"old")
+
+    def dies_half_way(f):
+        f.write(b"new, but not all of it")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, dies_half_way)
+    assert path.read_bytes() == b"old" and events == [] and list(tmp_path.iterdir()) == [path]
+    atomic_write(path, lambda f: f.write(b"new"))
+    assert path.read_bytes() == b"new" and events == ["fsync file", "replace", "fsync directory"]
+    assert list(tmp_path.iterdir()) == [path]
 
 
 def test_adapter_on_a_different_architecture_fails_clearly(tiny_sam, tmp_path):
@@ -156,3 +184,155 @@ def test_pretrained_sam_needs_a_checkpoint_except_for_the_embedded_tiny_one():
     tiny = pretrained_sam("tiny", image_size=64)
     assert tiny.image_encoder.img_size == 64
     assert torch.equal(tiny.mask_decoder.iou_token.weight, build_sam("tiny", EMBEDDED_TINY_CHECKPOINT).mask_decoder.iou_token.weight)
+
+
+# --- files that must be refused in one line naming the file and the problem ---------------------------------------
+
+
+class RunsCodeWhenUnpickled:
+    """Unpickling this creates `marker`: a stand-in for a checkpoint that carries code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def _adapter(tmp_path, sam):
+    return save_adapter(make_gara(sam), tmp_path / "good.safetensors")
+
+
+def _rewritten_adapter(tmp_path, sam, name, tensors=lambda t: t, metadata=lambda m: m):
+    """The good adapter written again by safetensors, with its tensors and/or metadata changed."""
+    good = _adapter(tmp_path, sam)
+    with safe_open(good, framework="pt") as f:
+        meta = f.metadata()
+    path = tmp_path / name
+    save_file(tensors(load_file(good)), path, metadata=metadata(dict(meta)))
+    return path
+
+
+def _relabelled_f32_as_i32(tmp_path, source):
+    """`source` with every F32 tensor relabelled I32 in the safetensors header (same bytes, other dtype)."""
+    data = source.read_bytes()
+    header_end = 8 + int.from_bytes(data[:8], "little")
+    path = tmp_path / f"i32_{source.name}"
+    path.write_bytes(data[:8] + data[8:header_end].replace(b'"F32"', b'"I32"') + data[header_end:])
+    return path
+
+
+def _sam_safetensors(tmp_path, sam, change=lambda t: t):
+    path = tmp_path / "sam.safetensors"
+    save_file(change({k: v.contiguous() for k, v in sam.state_dict().items()}), path)
+    return path
+
+
+def _with_nan_in(name):
+    return lambda tensors: {k: torch.full_like(v, float("nan")) if k == name else v for k, v in tensors.items()}
+
+
+def _without(key):
+    return lambda metadata: {k: v for k, v in metadata.items() if k != key}
+
+
+def _base_without(key):
+    return lambda metadata: {**metadata, "base": json.dumps({k: v for k, v in json.loads(metadata["base"]).items() if k != key})}
+
+
+def _pickle_file(tmp_path, name, write):
+    path = tmp_path / name
+    with open(path, "wb") as f:
+        write(f)
+    return path
+
+
+def _first_trimmed(tensors):
+    first = sorted(tensors)[0]
+    return {k: v[..., :-1].contiguous() if k == first else v for k, v in tensors.items()}
+
+
+def _load_adapter(sam, path):
+    load_adapter(sam, path)
+
+
+def _load_sam(sam, path):
+    build_sam("tiny", path)
+
+
+BAD_FILES = {
+    # case: (writes the bad file (tmp_path, tiny_sam) -> path, how it is loaded, what the message must say)
+    "adapter F32 relabelled I32": (lambda d, s: _relabelled_f32_as_i32(d, _adapter(d, s)), _load_adapter,
+                                   r"tensor \S+ has dtype int32.*floating point"),
+    "adapter all NaN": (lambda d, s: _rewritten_adapter(d, s, "nan.safetensors", tensors=lambda t: {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in t.items()}),
+                        _load_adapter, r"tensor \S+ has \d+ non-finite values"),
+    "adapter tensor of the wrong shape": (lambda d, s: _rewritten_adapter(d, s, "shape.safetensors", tensors=_first_trimmed),
+                                          _load_adapter, r"\S+ has shape \(.*\), expected \("),
+    "adapter metadata without base": (lambda d, s: _rewritten_adapter(d, s, "nobase.safetensors", metadata=_without("base")),
+                                      _load_adapter, r"metadata has no 'base'"),
+    "adapter base without fingerprint": (lambda d, s: _rewritten_adapter(d, s, "nofp.safetensors", metadata=_base_without("fingerprint")),
+                                         _load_adapter, r"'base' .*lacks fingerprint"),
+    "adapter gara_config not JSON": (lambda d, s: _rewritten_adapter(d, s, "json.safetensors", metadata=lambda m: {**m, "gara_config": "{ranks: [4"}),
+                                     _load_adapter, r"'gara_config' is not a valid GaraConfig.*JSON"),
+    "adapter gara_config with an unknown field": (
+        lambda d, s: _rewritten_adapter(d, s, "field.safetensors", metadata=lambda m: {**m, "gara_config": '{"rank": 3}'}),
+        _load_adapter, r"'gara_config' is not a valid GaraConfig.*unknown GaraConfig fields \['rank'\]"),
+    "adapter that is a torch file": (lambda d, s: _pickle_file(d, "torch.safetensors", lambda f: torch.save(load_file(_adapter(d, s)), f)),
+                                     _load_adapter, r"is a PyTorch checkpoint, not a safetensors adapter file"),
+    "SAM checkpoint that is a YAML file": (lambda d, s: _pickle_file(d, "sam.yaml", lambda f: f.write(b"sam_variant: vit_b\ncheckpoint: ''\n")),
+                                           _load_sam, r"is neither a safetensors file nor a PyTorch checkpoint"),
+    "SAM checkpoint pickling code (torch.save)": (
+        lambda d, s: _pickle_file(d, "evil.pth", lambda f: torch.save({"x": torch.zeros(1), "y": RunsCodeWhenUnpickled(d / "code_ran")}, f)),
+        _load_sam, r"could not be read: it holds pickled objects other than tensors \(getattr\)"),
+    "SAM checkpoint pickling code (plain pickle)": (
+        lambda d, s: _pickle_file(d, "evil.pkl", lambda f: pickle.dump({"y": RunsCodeWhenUnpickled(d / "code_ran")}, f, protocol=2)),
+        _load_sam, r"could not be read: it holds pickled objects other than tensors"),
+    "SAM checkpoint with a NaN weight": (lambda d, s: _sam_safetensors(d, s, _with_nan_in("mask_decoder.iou_token.weight")),
+                                         _load_sam, r"tensor mask_decoder.iou_token.weight has \d+ non-finite values"),
+    "SAM checkpoint F32 relabelled I32": (lambda d, s: _relabelled_f32_as_i32(d, _sam_safetensors(d, s)),
+                                          _load_sam, r"tensor \S+ has dtype int32.*floating point"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_bad_files_are_refused_in_one_line_naming_the_file_and_the_problem(case, tiny_sam, tmp_path):
+    write, load, problem = BAD_FILES[case]
+    path = write(tmp_path, tiny_sam)
+    with pytest.raises(ValueError) as refused:
+        load(copy.deepcopy(tiny_sam), path)
+    message = str(refused.value)
+    assert str(path) in message and re.search(problem, message), message
+    assert "\n" not in message and "weights_only" not in message, message
+    assert not (tmp_path / "code_ran").exists()  # a pickled payload was never run
+
+
+def test_files_are_recognised_by_content_not_by_suffix(tiny_sam, tmp_path, images):
+    trained = make_gara(tiny_sam)
+    adapter_as_pth = save_adapter(trained, tmp_path / "adapter.pth")
+    loaded = load_adapter(copy.deepcopy(tiny_sam), adapter_as_pth)
+    with torch.no_grad():
+        assert torch.equal(loaded.image_encoder(images[:1]), trained.image_encoder(images[:1]))
+    torch_as_safetensors = tmp_path / "sam.safetensors"
+    torch.save(tiny_sam.state_dict(), torch_as_safetensors)
+    safetensors_as_pth = tmp_path / "sam.pth"
+    save_file({k: v.contiguous() for k, v in tiny_sam.state_dict().items()}, safetensors_as_pth)
+    for path in (torch_as_safetensors, safetensors_as_pth):
+        state = build_sam("tiny", path).state_dict()
+        assert all(torch.equal(state[k], v) for k, v in tiny_sam.state_dict().items()), path
+
+
+def test_evaluate_cli_prints_one_error_line_for_a_refused_adapter(tmp_path, capsys):
+    from gara_model.build import load_embedded_sam
+    from gara_model.evaluate import main
+
+    nan_adapter = tmp_path / "nan.safetensors"
+    save_adapter(make_gara(load_embedded_sam()), nan_adapter)
+    with safe_open(nan_adapter, framework="pt") as f:
+        metadata = f.metadata()
+    save_file({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in load_file(nan_adapter).items()}, nan_adapter, metadata=metadata)
+    with pytest.raises(SystemExit) as exited:
+        main(["--adapter", f"nan={nan_adapter}", "--data", "synthetic:1", "--corruptions", "", "--out", str(tmp_path / "eval")])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: adapter file ") and str(nan_adapter) in err and "non-finite" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
