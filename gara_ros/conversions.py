@@ -6,9 +6,13 @@ and boxes are (X,Y) pixels, boxes XYXY.
 
 from __future__ import annotations
 
+import io
+
 import cv2
 import numpy as np
+from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point
+from PIL import Image as PILImage
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
@@ -18,7 +22,12 @@ from gara_ros.msg import ObjectResult, SegmentPrompt, SegmentResult
 
 
 class ConversionError(ValueError):
-    """An image message that cannot be turned into an RGB array."""
+    """A message that cannot be turned into arrays: unusable pixels or an invalid stamp."""
+
+
+# A compressed image may declare any size in its few header bytes: a 631-byte jpeg claiming 30000 x 30000 pixels
+# made OpenCV allocate 6.4 GB. Larger declared sizes are refused before decoding (8192 x 8192 = 67 MP).
+MAX_COMPRESSED_PIXELS = 8192 * 8192
 
 
 # encoding -> (dtype, channels, OpenCV code from this layout to RGB; None = already RGB)
@@ -68,11 +77,37 @@ def image_to_rgb(msg: Image) -> np.ndarray:
 
 
 def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg or png) -> (H,W,3) uint8 RGB."""
-    bgr = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
+    """sensor_msgs/CompressedImage (jpeg or png) -> (H,W,3) uint8 RGB.
+
+    The declared size is read from the header first (Pillow reads only the header) and must not exceed
+    MAX_COMPRESSED_PIXELS; the pixels are then decoded once, by OpenCV.
+    """
+    what = f"compressed image (format {msg.format!r}, {len(msg.data)} bytes)"
+    data = np.frombuffer(msg.data, np.uint8)
+    if data.size == 0:
+        raise ConversionError(f"{what} has no data")
+    try:
+        with PILImage.open(io.BytesIO(data)) as header:
+            width, height = header.size
+    except (OSError, PILImage.DecompressionBombError) as error:  # not an image Pillow knows, or absurdly large
+        raise ConversionError(f"cannot decode {what}: {error}") from None
+    if width * height > MAX_COMPRESSED_PIXELS:
+        raise ConversionError(f"{what} declares {width} x {height} pixels, more than {MAX_COMPRESSED_PIXELS}")
+    try:
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as error:
+        raise ConversionError(f"cannot decode {what}: {error.err}") from None
     if bgr is None:
-        raise ConversionError(f"cannot decode compressed image (format {msg.format!r}, {len(msg.data)} bytes)")
+        raise ConversionError(f"cannot decode {what}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def stamp_to_ns(stamp: Time) -> int:
+    """builtin_interfaces/Time -> integer nanoseconds; ConversionError for a negative time (which rclpy's
+    Time.from_msg raises ValueError for)."""
+    if stamp.sec < 0:
+        raise ConversionError(f"stamp {stamp.sec} s + {stamp.nanosec} ns is negative")
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 def array_to_image(pixels: np.ndarray, encoding: str, header: Header | None = None) -> Image:

@@ -5,13 +5,14 @@ import array
 import cv2
 import numpy as np
 import pytest
+from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point
 from sensor_msgs.msg import CompressedImage
 
 from gara_ros import conversions
 from gara_ros.conversions import ConversionError, array_to_image, compressed_to_rgb, image_to_array, image_to_rgb
 from gara_ros.overlay import PALETTE, draw_overlay
-from tests.ros.helpers import box_object, point_object, prompt, scene
+from tests.ros.helpers import box_object, point_object, prompt, scene, stamp
 
 RGB = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
 GRAY = RGB[..., 0]
@@ -102,9 +103,29 @@ def test_compressed(fmt, ext, tolerance):
     assert np.abs(decoded.astype(int) - rgb).mean() <= tolerance
 
 
-def test_corrupt_compressed_is_an_error():
-    with pytest.raises(ConversionError, match="jpeg"):
-        compressed_to_rgb(CompressedImage(format="jpeg", data=array.array("B", b"not a jpeg")))
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A valid 8 x 8 jpeg whose frame header (SOF0) declares width x height pixels."""
+    data = bytearray(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+@pytest.mark.parametrize("data,reason", [
+    (b"not a jpeg", "cannot decode compressed image"),
+    (b"", "has no data"),
+    (jpeg_declaring(9000, 8000), "declares 9000 x 8000 pixels, more than 67108864"),  # 631 bytes
+    (jpeg_declaring(30000, 30000), "cannot decode"),  # past Pillow's own bomb limit
+], ids=["corrupt", "empty", "huge", "huger"])
+def test_unusable_compressed_is_an_error_naming_the_format(data, reason):
+    with pytest.raises(ConversionError, match=reason) as error:
+        compressed_to_rgb(CompressedImage(format="jpeg", data=array.array("B", data)))
+    assert "'jpeg'" in str(error.value)
+
+
+def test_declared_size_within_the_limit_is_decoded():
+    assert compressed_to_rgb(CompressedImage(format="jpeg", data=array.array("B", jpeg_declaring(40, 30)))).shape == (
+        30, 40, 3)
 
 
 def test_outputs_and_wrong_layout():
@@ -116,6 +137,14 @@ def test_outputs_and_wrong_layout():
         array_to_image(labels, "mono8")
     with pytest.raises(ConversionError, match="bgr8 needs an HxWx3"):
         array_to_image(GRAY, "bgr8")
+
+
+# --- stamps --------------------------------------------------------------------------------------
+def test_stamp_to_ns_and_negative_stamps():
+    assert conversions.stamp_to_ns(stamp(3.25)) == 3_250_000_000
+    assert conversions.stamp_to_ns(Time(sec=0, nanosec=7)) == 7
+    with pytest.raises(ConversionError, match="-1 s .* negative"):
+        conversions.stamp_to_ns(Time(sec=-1, nanosec=5))
 
 
 # --- prompts -------------------------------------------------------------------------------------
