@@ -213,12 +213,12 @@ def _boxed(masks: np.ndarray, extents: list[tuple[tuple[float, float, float, flo
 def result_msg(header: Header, object_ids: list[str], extents: list[tuple[tuple[float, float, float, float], int]],
                scores: np.ndarray, high_rank_share: float, mean_active_components: float,
                latency_ms: float) -> SegmentResult:
-    """SegmentResult for objects with their masks' `mask_box_area` extents and (O,) scores; label i+1 is object i
-    as in labels_from_masks."""
-    return SegmentResult(header=header, latency_ms=float(latency_ms), objects=[
-        ObjectResult(
-            object_id=object_id, label=label, iou_score=float(score), box=box, area=area,
-            high_rank_share=float(high_rank_share), mean_active_components=float(mean_active_components),
-        )
-        for label, (object_id, (box, area), score) in enumerate(zip(object_ids, extents, scores, strict=True), start=1)
-    ])
+    """SegmentResult for objects with their masks' `mask_box_area` extents and (O,) scores, and the image's gate
+    summary; label i+1 is object i as in labels_from_masks."""
+    return SegmentResult(
+        header=header, latency_ms=float(latency_ms), high_rank_share=float(high_rank_share),
+        mean_active_components=float(mean_active_components), objects=[
+            ObjectResult(object_id=object_id, label=label, iou_score=float(score), box=box, area=area)
+            for label, (object_id, (box, area), score) in enumerate(zip(object_ids, extents, scores, strict=True),
+                                                                     start=1)
+        ])

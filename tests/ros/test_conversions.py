@@ -238,10 +238,10 @@ def test_labels_box_union_and_result():
     assert union.dtype == np.uint8 and np.array_equal(union, MASKS.any(axis=0) * 255)
     msg = conversions.result_msg(header, ["a", "b"], extents, np.array([0.5, 0.25]), 0.75, 3.0, 12.0)
     assert msg.header == header and msg.latency_ms == 12.0
+    assert (msg.high_rank_share, msg.mean_active_components) == (0.75, 3.0)  # once per image
     a, b = msg.objects
     assert (a.object_id, a.label, a.iou_score, list(a.box), a.area) == ("a", 1, 0.5, [2, 1, 4, 3], 9)
     assert (b.object_id, b.label, list(b.box), b.area) == ("b", 2, [4, 3, 7, 5], 12)
-    assert (b.high_rank_share, b.mean_active_components) == (0.75, 3.0)
 
 
 def test_overlay_blends_masks_and_keeps_background():
