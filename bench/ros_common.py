@@ -115,18 +115,21 @@ def serve(log: Path, params: dict[str, object]) -> None:
             self.log = []  # before SegmentNode.__init__, which starts the worker
             super().__init__(**kwargs)
 
-        def process(self, job) -> None:
-            newest_at_start = self.frames.latest().stamp_ns
-            super().process(job)
-            self.log.append({"stamp_ns": job.frame.stamp_ns, "newest_at_start_ns": newest_at_start,
-                             "newest_at_publish_ns": self.frames.latest().stamp_ns, **self.stats["stage_ms"],
-                             **{f"cpu_{k}": v for k, v in self.stats["stage_cpu_ms"].items()}})
+        def publish(self, job) -> None:
+            newest_at_start, processed = self.core.frames.latest().stamp_ns, self.core.stats().processed
+            super().publish(job)
+            stats = self.core.stats()
+            if stats.processed > processed:
+                self.log.append({"stamp_ns": job.frame.stamp_ns, "newest_at_start_ns": newest_at_start,
+                                 "newest_at_publish_ns": self.core.frames.latest().stamp_ns, **stats.stage_ms,
+                                 **{f"cpu_{k}": v for k, v in stats.stage_cpu_ms.items()}})
 
     rclpy.init()
     node = TimedNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
     spin_until_shutdown(node)
-    log.write_text(json.dumps({"received": node.stats["received"], "replaced_in_slot": node.slot.dropped,
-                               "errors": node.stats["errors"], "frames": node.log}))
+    stats = node.core.stats()
+    log.write_text(json.dumps({"received": stats.received, "replaced_in_slot": node.slot.dropped,
+                               "errors": stats.failed, "frames": node.log}))
 
 
 def main() -> None:

@@ -11,13 +11,11 @@ import io
 import cv2
 import numpy as np
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Point
 from PIL import Image as PILImage
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from gara_model.predictor import ObjectPrompt, validate_prompt
-from gara_ros.msg import ObjectPrompt as ObjectPromptMsg
+from gara_model.predictor import ObjectPrompt
 from gara_ros.msg import ObjectResult, SegmentPrompt, SegmentResult
 
 
@@ -126,36 +124,20 @@ def array_to_image(pixels: np.ndarray, encoding: str, header: Header | None = No
     return msg
 
 
-def prompts_from_msg(msg: SegmentPrompt, width: int, height: int,
-                     max_objects: int) -> tuple[list[ObjectPrompt], list[str]]:
-    """Valid objects of `msg` for an image of `width` x `height`, and one error per rejected object.
+def prompts_from_msg(msg: SegmentPrompt) -> list[ObjectPrompt]:
+    """The objects of `msg` as ObjectPrompts, unchecked: points (N,2) (X,Y) pixels, labels (N,), box XYXY or None.
 
-    Per-object checks are the predictor's `validate_prompt`; more than `max_objects` objects rejects the message.
+    Checking them needs the image's size, so it happens where the image is decoded (gara_ros.core).
     """
-    if len(msg.objects) > max_objects:
-        ids = ", ".join(repr(o.object_id) for o in msg.objects)
-        return [], [f"{len(msg.objects)} objects ({ids}) exceed max_objects={max_objects}; prompt ignored"]
-    prompts, errors = [], []
-    for index, obj in enumerate(msg.objects):
-        try:
-            if not obj.object_id or obj.object_id in (p.object_id for p in prompts):
-                raise ValueError(f"object #{index}: object id {obj.object_id!r} is empty or used twice")
-            prompts.append(validate_prompt(ObjectPrompt(
-                object_id=obj.object_id,
-                points=np.array([[p.x, p.y] for p in obj.points], dtype=float).reshape(-1, 2),
-                labels=np.array(obj.labels, dtype=int),
-                box=np.array(obj.box, dtype=float) if obj.has_box else None,
-            ), index, (height, width)))
-        except ValueError as error:
-            errors.append(f"{error}; object ignored")
-    return prompts, errors
-
-
-def click_to_prompt(x: float, y: float, object_id: str = "click") -> SegmentPrompt:
-    """A one-point foreground prompt for the latest image (zero stamp)."""
-    return SegmentPrompt(objects=[ObjectPromptMsg(
-        object_id=object_id, points=[Point(x=float(x), y=float(y))], labels=[ObjectPromptMsg.LABEL_FOREGROUND],
-    )])
+    return [
+        ObjectPrompt(
+            object_id=obj.object_id,
+            points=np.array([[p.x, p.y] for p in obj.points], dtype=float).reshape(-1, 2),
+            labels=np.array(obj.labels, dtype=int),
+            box=np.array(obj.box, dtype=float) if obj.has_box else None,
+        )
+        for obj in msg.objects
+    ]
 
 
 def best_masks(masks: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -6,7 +6,6 @@ import cv2
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Point
 from sensor_msgs.msg import CompressedImage
 
 from gara_ros import conversions
@@ -139,7 +138,7 @@ def test_outputs_and_wrong_layout():
         array_to_image(GRAY, "bgr8")
 
 
-# --- stamps --------------------------------------------------------------------------------------
+# --- stamps and prompts ---------------------------------------------------------------------------
 def test_stamp_to_ns_and_negative_stamps():
     assert conversions.stamp_to_ns(stamp(3.25)) == 3_250_000_000
     assert conversions.stamp_to_ns(Time(sec=0, nanosec=7)) == 7
@@ -147,64 +146,17 @@ def test_stamp_to_ns_and_negative_stamps():
         conversions.stamp_to_ns(Time(sec=-1, nanosec=5))
 
 
-# --- prompts -------------------------------------------------------------------------------------
-GOOD = {
-    "points": point_object("cup", 10, 20),
-    "box": box_object("box", (1, 2, 30, 40)),
-    "both": point_object("mug", 5, 5),
-}
-GOOD["both"].has_box, GOOD["both"].box = True, [0.0, 0.0, 20.0, 20.0]
-
-
-def test_valid_prompts_become_object_prompts():
-    prompts, errors = conversions.prompts_from_msg(prompt(*GOOD.values()), 96, 64, max_objects=3)
-    assert errors == []
-    assert [p.object_id for p in prompts] == ["cup", "box", "mug"]
+def test_prompts_are_read_field_by_field_without_checks():
+    both = point_object("mug", 5, 5)
+    both.has_box, both.box = True, [0.0, 0.0, 20.0, 20.0]
+    far = point_object("far", 500, -3)  # outside any image here: checked later, against the decoded frame
+    ignored_box = point_object("cup", 10, 20)
+    ignored_box.box = [1.0, 2.0, 3.0, 4.0]  # has_box is false
+    prompts = conversions.prompts_from_msg(prompt(ignored_box, box_object("box", (1, 2, 30, 40)), both, far))
+    assert [p.object_id for p in prompts] == ["cup", "box", "mug", "far"]
     assert prompts[0].points.tolist() == [[10, 20]] and prompts[0].labels.tolist() == [1] and prompts[0].box is None
-    assert prompts[1].points.shape == (0, 2) and prompts[1].box.tolist() == [1, 2, 30, 40]
-    assert prompts[2].box.tolist() == [0, 0, 20, 20]
-
-
-def bad(object_id, **fields):
-    obj = point_object(object_id, 10, 10)
-    for name, value in fields.items():
-        setattr(obj, name, value)
-    return obj
-
-
-BAD = [
-    (bad("far", points=[Point(x=200.0, y=10.0)]), "outside the 96 x 64 image"),
-    (bad("neg", points=[Point(x=-1.0, y=10.0)]), "outside"),
-    (bad("nan", points=[Point(x=float("nan"), y=10.0)]), "NaN"),
-    (bad("empty", points=[], labels=[]), "empty prompt"),
-    (bad("flipped", points=[], labels=[], has_box=True, box=[30.0, 5.0, 10.0, 20.0]), "x2 <= x1"),
-    (bad("nanbox", points=[], labels=[], has_box=True, box=[float("nan"), 5.0, 10.0, 20.0]), "finite"),
-    (bad("count", labels=[1, 0]), "1 points but 2 labels"),
-    (bad("label", labels=[2]), "must be 1 (foreground) or 0"),
-    (bad(""), "object #0: object id '' is empty"),
-]
-
-
-@pytest.mark.parametrize("obj,reason", BAD, ids=[o.object_id or "noid" for o, _ in BAD])
-def test_bad_object_is_rejected_by_name(obj, reason):
-    prompts, errors = conversions.prompts_from_msg(prompt(obj, GOOD["points"]), 96, 64, max_objects=4)
-    assert [p.object_id for p in prompts] == ["cup"]
-    assert len(errors) == 1 and reason in errors[0] and repr(obj.object_id) in errors[0]
-
-
-def test_duplicate_id_and_too_many_objects():
-    _, errors = conversions.prompts_from_msg(prompt(GOOD["points"], GOOD["points"]), 96, 64, max_objects=4)
-    assert errors == ["object #1: object id 'cup' is empty or used twice; object ignored"]
-    prompts, errors = conversions.prompts_from_msg(prompt(*GOOD.values()), 96, 64, max_objects=2)
-    assert prompts == [] and "'cup', 'box', 'mug'" in errors[0] and "max_objects=2" in errors[0]
-
-
-def test_click_is_a_one_point_prompt_for_the_latest_image():
-    msg = conversions.click_to_prompt(12.5, 7)
-    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (0, 0)
-    (obj,) = msg.objects
-    assert (obj.object_id, obj.points[0].x, obj.points[0].y) == ("click", 12.5, 7.0)
-    assert list(obj.labels) == [1] and not obj.has_box
+    assert prompts[1].points.shape == (0, 2) and prompts[1].labels.shape == (0,) and prompts[1].box.tolist() == [1, 2, 30, 40]
+    assert prompts[2].box.tolist() == [0, 0, 20, 20] and prompts[3].points.tolist() == [[500, -3]]
 
 
 # --- results and overlay ----------------------------------------------------------------------
