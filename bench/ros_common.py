@@ -22,8 +22,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from gara_ros.transport import PROFILE_VARIABLES, profile_env
+
 REPO = Path(__file__).resolve().parents[1]
-PROFILES = {"default": None, "shm": REPO / "config" / "fastdds_shm.xml"}  # FASTDDS_DEFAULT_PROFILES_FILE
 RCLPY_DISTROS = {3: "humble", 7: "jazzy", 9: "kilted"}  # rclpy major version -> ROS 2 distribution
 NODE = "/segment_node"
 
@@ -31,10 +32,9 @@ NODE = "/segment_node"
 def ros_env(domain_id: int, transport: str) -> dict[str, str]:
     """Environment for a ROS process of a benchmark: this machine only, its own domain, the transport profile."""
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(domain_id))
-    env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)  # an empty value is an error for Fast DDS
-    if PROFILES[transport] is not None:
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(PROFILES[transport])
-    return env
+    for variable in PROFILE_VARIABLES:
+        env.pop(variable, None)
+    return env | profile_env(transport, REPO / "config")
 
 
 def use_env(env: dict[str, str]) -> None:
