@@ -28,10 +28,9 @@ OUTPUT_ENCODINGS = {"mask": "mono8", "labels": "mono16", "overlay": "bgr8"}  # i
 # A period whose received frames are fewer than this share of the expected ones (with at least LOSS_MIN_EXPECTED
 # expected) is a transport problem.
 LOSS_WARN_SHARE, LOSS_MIN_EXPECTED = 0.5, 5
-TRANSPORT_ADVICE = (  # fits a ProblemLog line after "received N of M expected frames in T s: "
-    "most frames are lost before they reach the node (large raw images on Fast DDS's default transports): use the "
-    "shared-memory profile on the camera and the node (fastdds_profile:=shm, config/fastdds_shm.xml), "
-    "image_transport: compressed, or a smaller image")
+TRANSPORT_ADVICE = (  # fits a ProblemLog line after "(N more ... not shown) received N of M expected frames in T s: "
+    "frames lost in transport (large raw images on default Fast DDS transports): use the shared-memory profile on "
+    "camera and node (fastdds_profile:=shm), image_transport: compressed, or a smaller image")
 
 # kind -> log level. Problems are counted per kind and logged at most once per kind per ProblemLog.period.
 PROBLEM_LEVELS = {
