@@ -103,7 +103,8 @@ class SegmentNode(Node):
         self.create_service(Trigger, "~/clear", self._guard("clear", self.on_clear, self._failed_response))
         self.create_service(SetBool, "~/enable", self._guard("enable", self.on_enable, self._failed_response))
         self.pub_result = self.create_publisher(SegmentResult, "~/result", OUTPUT_QOS)
-        self.image_publishers = {name: self.create_publisher(Image, f"~/{name}", OUTPUT_QOS) for name in OUTPUT_ENCODINGS}
+        self.image_publishers = {name: self.create_publisher(Image, f"~/{name}", OUTPUT_QOS)
+                                 for name in OUTPUT_ENCODINGS}
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.p["diagnostics_period"], self._guard("diagnostics", self.publish_diagnostics))
 

@@ -155,7 +155,8 @@ def test_prompts_are_read_field_by_field_without_checks():
     prompts = conversions.prompts_from_msg(prompt(ignored_box, box_object("box", (1, 2, 30, 40)), both, far))
     assert [p.object_id for p in prompts] == ["cup", "box", "mug", "far"]
     assert prompts[0].points.tolist() == [[10, 20]] and prompts[0].labels.tolist() == [1] and prompts[0].box is None
-    assert prompts[1].points.shape == (0, 2) and prompts[1].labels.shape == (0,) and prompts[1].box.tolist() == [1, 2, 30, 40]
+    assert prompts[1].points.shape == (0, 2) and prompts[1].labels.shape == (0,)
+    assert prompts[1].box.tolist() == [1, 2, 30, 40]
     assert prompts[2].box.tolist() == [0, 0, 20, 20] and prompts[3].points.tolist() == [[500, -3]]
 
 

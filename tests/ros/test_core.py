@@ -204,7 +204,8 @@ def test_click_is_a_one_point_foreground_object_on_the_latest_frame(predictor):
 def test_process_checks_objects_against_the_decoded_frame_and_builds_the_wanted_arrays(predictor):
     r = Recorder(predictor, persist=True)
     r.frame(1)
-    r.core.on_prompt(prompt(point_object("cup", 45, 30), point_object("far", 300, 30), box_object("tray", (5, 5, 90, 60))))
+    r.core.on_prompt(prompt(point_object("cup", 45, 30), point_object("far", 300, 30),
+                            box_object("tray", (5, 5, 90, 60))))
     (job,) = r.jobs
     output = r.core.process(job, {"mask", "labels"})
     assert output.object_ids == ["cup", "tray"] and output.frame is job.frame

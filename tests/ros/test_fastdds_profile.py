@@ -24,7 +24,8 @@ def test_shm_profile_is_the_default_participant_with_a_large_segment_and_udp():
     assert {d.findtext("type") for d in descriptors.values()} == {"SHM", "UDPv4"}
     shm = next(d for d in descriptors.values() if d.findtext("type") == "SHM")
     # a 1920x1080 rgb8 frame (6.2 MB) goes whole through one segment, with room for a few in flight
-    assert int(shm.findtext("maxMessageSize")) >= 1920 * 1080 * 3 and int(shm.findtext("segment_size")) >= 4 * 1920 * 1080 * 3
+    frame_bytes = 1920 * 1080 * 3
+    assert int(shm.findtext("maxMessageSize")) >= frame_bytes and int(shm.findtext("segment_size")) >= 4 * frame_bytes
     assert int(shm.findtext("segment_size")) == 32 * 2**20 and int(shm.findtext("maxMessageSize")) == 16 * 2**20
     (participant,) = [e for e in elements if e.tag == "participant"]
     assert participant.get("is_default_profile") == "true"

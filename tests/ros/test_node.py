@@ -45,8 +45,8 @@ def box_iou(a, b) -> float:
     width = min(a[2], b[2]) - max(a[0], b[0]) + 1
     height = min(a[3], b[3]) - max(a[1], b[1]) + 1
     inter = max(width, 0) * max(height, 0)
-    area = lambda box: (box[2] - box[0] + 1) * (box[3] - box[1] + 1)  # noqa: E731
-    return inter / (area(a) + area(b) - inter)
+    area_a, area_b = ((box[2] - box[0] + 1) * (box[3] - box[1] + 1) for box in (a, b))
+    return inter / (area_a + area_b - inter)
 
 
 def test_image_and_prompt_give_masks_of_the_object_with_its_header(harness):
@@ -330,7 +330,10 @@ def test_diagnostics_warn_when_most_camera_frames_are_lost(harness):
     diagnostics_of(h, received)
     for t in (1.0, 1.1, 1.9):  # a 10 Hz camera whose frames 1.2 to 1.8 never arrived
         h.send_image(scene(), t=t)
-    total = lambda key: sum(int(kv.value) for m in list(received) for kv in m.status[0].values if kv.key == key)  # noqa: E731
+
+    def total(key):
+        return sum(int(kv.value) for m in list(received) for kv in m.status[0].values if kv.key == key)
+
     assert wait_for(lambda: total("period_frames_received") == 3)
     assert total("period_frames_expected") == 10
     warnings = [m.status[0] for m in received if m.status[0].level == DiagnosticStatus.WARN]
