@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from gara_ros.conversions import array_to_image
     from gara_ros.msg import SegmentPrompt
     from gara_ros.segment_node import OUTPUT_QOS
-    from gara_ros.session import wait_for
+    from tests.ros.harness import wait_for
 
     rclpy.init()
     camera = rclpy.create_node("bench_camera")

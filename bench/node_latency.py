@@ -57,7 +57,7 @@ def client(frames: int, objects: int) -> list[dict]:
     from gara_ros.conversions import array_to_image
     from gara_ros.msg import SegmentPrompt, SegmentResult
     from gara_ros.segment_node import OUTPUT_QOS
-    from gara_ros.session import wait_for
+    from tests.ros.harness import wait_for
 
     rclpy.init()
     node = rclpy.create_node("bench_client")
@@ -124,6 +124,7 @@ def function_times(objects: int, repeats: int = 30) -> dict[str, dict[str, float
     from sensor_msgs.msg import Image
 
     from gara_ros.conversions import array_to_image, image_to_rgb, prompts_from_msg
+    from gara_ros.core import check_objects
 
     def median(fn) -> float:
         fn()
@@ -140,7 +141,7 @@ def function_times(objects: int, repeats: int = 30) -> dict[str, dict[str, float
         data = serialize_message(msg)
         out[f"{width}x{height}"] = {
             "bgr8 -> RGB": median(lambda: image_to_rgb(msg)),
-            f"prompt ({objects} objects)": median(lambda: prompts_from_msg(prompt, width, height, 16)),
+            f"prompt ({objects} objects)": median(lambda: check_objects(prompts_from_msg(prompt), (height, width), 64)),
             "rclpy Image -> Python": median(lambda: deserialize_message(data, Image)),
         }
     return out

@@ -22,8 +22,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from gara_ros.transport import PROFILE_VARIABLES, profile_env
+
 REPO = Path(__file__).resolve().parents[1]
-PROFILES = {"default": None, "shm": REPO / "config" / "fastdds_shm.xml"}  # FASTDDS_DEFAULT_PROFILES_FILE
 RCLPY_DISTROS = {3: "humble", 7: "jazzy", 9: "kilted"}  # rclpy major version -> ROS 2 distribution
 NODE = "/segment_node"
 
@@ -31,10 +32,9 @@ NODE = "/segment_node"
 def ros_env(domain_id: int, transport: str) -> dict[str, str]:
     """Environment for a ROS process of a benchmark: this machine only, its own domain, the transport profile."""
     env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_DOMAIN_ID=str(domain_id))
-    env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)  # an empty value is an error for Fast DDS
-    if PROFILES[transport] is not None:
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = str(PROFILES[transport])
-    return env
+    for variable in PROFILE_VARIABLES:
+        env.pop(variable, None)
+    return env | profile_env(transport, REPO / "config")
 
 
 def use_env(env: dict[str, str]) -> None:
@@ -115,18 +115,21 @@ def serve(log: Path, params: dict[str, object]) -> None:
             self.log = []  # before SegmentNode.__init__, which starts the worker
             super().__init__(**kwargs)
 
-        def process(self, job) -> None:
-            newest_at_start = self.frames.latest().stamp_ns
-            super().process(job)
-            self.log.append({"stamp_ns": job.frame.stamp_ns, "newest_at_start_ns": newest_at_start,
-                             "newest_at_publish_ns": self.frames.latest().stamp_ns, **self.stats["stage_ms"],
-                             **{f"cpu_{k}": v for k, v in self.stats["stage_cpu_ms"].items()}})
+        def publish(self, job) -> None:
+            newest_at_start, processed = self.core.frames.latest().stamp_ns, self.core.stats().processed
+            super().publish(job)
+            stats = self.core.stats()
+            if stats.processed > processed:
+                self.log.append({"stamp_ns": job.frame.stamp_ns, "newest_at_start_ns": newest_at_start,
+                                 "newest_at_publish_ns": self.core.frames.latest().stamp_ns, **stats.stage_ms,
+                                 **{f"cpu_{k}": v for k, v in stats.stage_cpu_ms.items()}})
 
     rclpy.init()
     node = TimedNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
     spin_until_shutdown(node)
-    log.write_text(json.dumps({"received": node.stats["received"], "replaced_in_slot": node.slot.dropped,
-                               "errors": node.stats["errors"], "frames": node.log}))
+    stats = node.core.stats()
+    log.write_text(json.dumps({"received": stats.received, "replaced_in_slot": node.slot.dropped,
+                               "errors": stats.failed, "frames": node.log}))
 
 
 def main() -> None:

@@ -6,19 +6,26 @@ and boxes are (X,Y) pixels, boxes XYXY.
 
 from __future__ import annotations
 
+import io
+
 import cv2
 import numpy as np
-from geometry_msgs.msg import Point
+from builtin_interfaces.msg import Time
+from PIL import Image as PILImage
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from gara_model.predictor import ObjectPrompt, validate_prompt
-from gara_ros.msg import ObjectPrompt as ObjectPromptMsg
+from gara_model.predictor import ObjectPrompt
 from gara_ros.msg import ObjectResult, SegmentPrompt, SegmentResult
 
 
 class ConversionError(ValueError):
-    """An image message that cannot be turned into an RGB array."""
+    """A message that cannot be turned into arrays: unusable pixels or an invalid stamp."""
+
+
+# A compressed image may declare any size in its few header bytes: a 631-byte jpeg claiming 30000 x 30000 pixels
+# made OpenCV allocate 6.4 GB. Larger declared sizes are refused before decoding (8192 x 8192 = 67 MP).
+MAX_COMPRESSED_PIXELS = 8192 * 8192
 
 
 # encoding -> (dtype, channels, OpenCV code from this layout to RGB; None = already RGB)
@@ -68,11 +75,37 @@ def image_to_rgb(msg: Image) -> np.ndarray:
 
 
 def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """sensor_msgs/CompressedImage (jpeg or png) -> (H,W,3) uint8 RGB."""
-    bgr = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
+    """sensor_msgs/CompressedImage (jpeg or png) -> (H,W,3) uint8 RGB.
+
+    The declared size is read from the header first (Pillow reads only the header) and must not exceed
+    MAX_COMPRESSED_PIXELS; the pixels are then decoded once, by OpenCV.
+    """
+    what = f"compressed image (format {msg.format!r}, {len(msg.data)} bytes)"
+    data = np.frombuffer(msg.data, np.uint8)
+    if data.size == 0:
+        raise ConversionError(f"{what} has no data")
+    try:
+        with PILImage.open(io.BytesIO(data)) as header:
+            width, height = header.size
+    except (OSError, PILImage.DecompressionBombError) as error:  # not an image Pillow knows, or absurdly large
+        raise ConversionError(f"cannot decode {what}: {error}") from None
+    if width * height > MAX_COMPRESSED_PIXELS:
+        raise ConversionError(f"{what} declares {width} x {height} pixels, more than {MAX_COMPRESSED_PIXELS}")
+    try:
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as error:
+        raise ConversionError(f"cannot decode {what}: {error.err}") from None
     if bgr is None:
-        raise ConversionError(f"cannot decode compressed image (format {msg.format!r}, {len(msg.data)} bytes)")
+        raise ConversionError(f"cannot decode {what}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def stamp_to_ns(stamp: Time) -> int:
+    """builtin_interfaces/Time -> integer nanoseconds; ConversionError for a negative time (which rclpy's
+    Time.from_msg raises ValueError for)."""
+    if stamp.sec < 0:
+        raise ConversionError(f"stamp {stamp.sec} s + {stamp.nanosec} ns is negative")
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
 def array_to_image(pixels: np.ndarray, encoding: str, header: Header | None = None) -> Image:
@@ -91,36 +124,20 @@ def array_to_image(pixels: np.ndarray, encoding: str, header: Header | None = No
     return msg
 
 
-def prompts_from_msg(msg: SegmentPrompt, width: int, height: int,
-                     max_objects: int) -> tuple[list[ObjectPrompt], list[str]]:
-    """Valid objects of `msg` for an image of `width` x `height`, and one error per rejected object.
+def prompts_from_msg(msg: SegmentPrompt) -> list[ObjectPrompt]:
+    """The objects of `msg` as ObjectPrompts, unchecked: points (N,2) (X,Y) pixels, labels (N,), box XYXY or None.
 
-    Per-object checks are the predictor's `validate_prompt`; more than `max_objects` objects rejects the message.
+    Checking them needs the image's size, so it happens where the image is decoded (gara_ros.core).
     """
-    if len(msg.objects) > max_objects:
-        ids = ", ".join(repr(o.object_id) for o in msg.objects)
-        return [], [f"{len(msg.objects)} objects ({ids}) exceed max_objects={max_objects}; prompt ignored"]
-    prompts, errors = [], []
-    for index, obj in enumerate(msg.objects):
-        try:
-            if not obj.object_id or obj.object_id in (p.object_id for p in prompts):
-                raise ValueError(f"object #{index}: object id {obj.object_id!r} is empty or used twice")
-            prompts.append(validate_prompt(ObjectPrompt(
-                object_id=obj.object_id,
-                points=np.array([[p.x, p.y] for p in obj.points], dtype=float).reshape(-1, 2),
-                labels=np.array(obj.labels, dtype=int),
-                box=np.array(obj.box, dtype=float) if obj.has_box else None,
-            ), index, (height, width)))
-        except ValueError as error:
-            errors.append(f"{error}; object ignored")
-    return prompts, errors
-
-
-def click_to_prompt(x: float, y: float, object_id: str = "click") -> SegmentPrompt:
-    """A one-point foreground prompt for the latest image (zero stamp)."""
-    return SegmentPrompt(objects=[ObjectPromptMsg(
-        object_id=object_id, points=[Point(x=float(x), y=float(y))], labels=[ObjectPromptMsg.LABEL_FOREGROUND],
-    )])
+    return [
+        ObjectPrompt(
+            object_id=obj.object_id,
+            points=np.array([[p.x, p.y] for p in obj.points], dtype=float).reshape(-1, 2),
+            labels=np.array(obj.labels, dtype=int),
+            box=np.array(obj.box, dtype=float) if obj.has_box else None,
+        )
+        for obj in msg.objects
+    ]
 
 
 def best_masks(masks: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -178,12 +195,12 @@ def _boxed(masks: np.ndarray, extents: list[tuple[tuple[float, float, float, flo
 def result_msg(header: Header, object_ids: list[str], extents: list[tuple[tuple[float, float, float, float], int]],
                scores: np.ndarray, high_rank_share: float, mean_active_components: float,
                latency_ms: float) -> SegmentResult:
-    """SegmentResult for objects with their masks' `mask_box_area` extents and (O,) scores; label i+1 is object i
-    as in labels_from_masks."""
-    return SegmentResult(header=header, latency_ms=float(latency_ms), objects=[
-        ObjectResult(
-            object_id=object_id, label=label, iou_score=float(score), box=box, area=area,
-            high_rank_share=float(high_rank_share), mean_active_components=float(mean_active_components),
-        )
-        for label, (object_id, (box, area), score) in enumerate(zip(object_ids, extents, scores, strict=True), start=1)
-    ])
+    """SegmentResult for objects with their masks' `mask_box_area` extents and (O,) scores, and the image's gate
+    summary; label i+1 is object i as in labels_from_masks."""
+    return SegmentResult(
+        header=header, latency_ms=float(latency_ms), high_rank_share=float(high_rank_share),
+        mean_active_components=float(mean_active_components), objects=[
+            ObjectResult(object_id=object_id, label=label, iou_score=float(score), box=box, area=area)
+            for label, (object_id, (box, area), score) in enumerate(zip(object_ids, extents, scores, strict=True),
+                                                                     start=1)
+        ])

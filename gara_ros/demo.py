@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -19,13 +20,16 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from gara_model.data import corrupt, render_scene
 from gara_model.data.prompts import interior_points, mask_boxes
 from gara_ros.conversions import array_to_image, image_to_array
-from gara_ros.msg import ObjectPrompt, SegmentPrompt
-from gara_ros.session import Session, wait_for
+from gara_ros.msg import ObjectPrompt, SegmentPrompt, SegmentResult
+from gara_ros.segment_node import IMAGE_QOS, OUTPUT_QOS, PROMPT_QOS, SegmentNode
 
 CONDITIONS = ("clear", "fog", "rain", "snow", "night")
 
@@ -59,6 +63,54 @@ def prompt_for(masks: np.ndarray) -> SegmentPrompt:
         for k, ((x, y), box) in enumerate(zip(interior_points(masks), mask_boxes(masks), strict=True))])
 
 
+class DemoClient:
+    """A SegmentNode and a client node in this process, spun in a background thread; the client keeps the node's
+    first result, labels and overlay per source stamp (seconds)."""
+
+    OUTPUTS = {"result": SegmentResult, "labels": Image, "overlay": Image}
+
+    def __init__(self, **params):
+        self.node = SegmentNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+        self.client = rclpy.create_node("gara_demo_client")
+        self.images = self.client.create_publisher(Image, "image", IMAGE_QOS)
+        self.prompts = self.client.create_publisher(SegmentPrompt, "/gara/prompts", PROMPT_QOS)
+        self.outputs: dict[int, dict] = {}
+        self.arrived = threading.Condition()
+        for output, msg_type in self.OUTPUTS.items():
+            self.client.create_subscription(msg_type, f"{self.node.get_fully_qualified_name()}/{output}",
+                                            lambda msg, output=output: self._keep(output, msg), OUTPUT_QOS)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.client)
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
+
+    def _keep(self, output: str, msg) -> None:
+        with self.arrived:
+            self.outputs.setdefault(msg.header.stamp.sec, {}).setdefault(output, msg)
+            self.arrived.notify_all()
+
+    def segment(self, image: Image, prompt: SegmentPrompt | None, timeout: float = 30.0) -> dict:
+        """Publishes `image` (and `prompt`) every half second until all outputs for its stamp arrived: the first
+        messages may go out before discovery, and images are best effort."""
+        deadline = time.monotonic() + timeout
+        with self.arrived:
+            while len(self.outputs.get(image.header.stamp.sec, {})) < len(self.OUTPUTS):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no outputs for frame {image.header.stamp.sec} within {timeout} s")
+                self.images.publish(image)
+                if prompt is not None:
+                    self.prompts.publish(prompt)
+                self.arrived.wait(0.5)
+            return self.outputs[image.header.stamp.sec]
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.thread.join()
+        self.node.destroy_node()
+        self.client.destroy_node()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/ros_demo"), help="folder for overlays and GIF")
@@ -72,21 +124,18 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
     args.out.mkdir(parents=True, exist_ok=True)
     rclpy.init()
-    session = Session(persist=True, checkpoint=args.checkpoint, adapter=args.adapter, device=args.device)
+    demo = DemoClient(persist=True, checkpoint=args.checkpoint, adapter=args.adapter, device=args.device)
     overlays = []
     try:
-        print(f"model: {session.node.predictor.model_name} on {session.node.predictor.device}")
+        print(f"model: {demo.node.core.predictor.model_name} on {demo.node.core.predictor.device}")
         for i, (condition, rgb, truth) in enumerate(frames(args.frames)):
             sent = time.monotonic()
-            session.publish_image(array_to_image(rgb, "rgb8", Header(stamp=Time(sec=1 + i), frame_id="demo_camera")))
-            if i == 0:
-                session.prompts.publish(prompt_for(truth))  # kept active by persist
-            if not wait_for(lambda i=i: all(len(session.received[k]) > i for k in ("result", "labels", "overlay")), 30):
-                raise TimeoutError(f"no result for frame {i} within 30 s")
+            image = array_to_image(rgb, "rgb8", Header(stamp=Time(sec=1 + i), frame_id="demo_camera"))
+            outputs = demo.segment(image, prompt_for(truth) if i == 0 else None)  # the prompt persists
             round_trip_ms = (time.monotonic() - sent) * 1e3
-            result = session.received["result"][i]
-            labels = image_to_array(session.received["labels"][i])[..., 0]
-            overlays.append(image_to_array(session.received["overlay"][i])[..., ::-1])  # BGR -> RGB
+            result = outputs["result"]
+            labels = image_to_array(outputs["labels"])[..., 0]
+            overlays.append(image_to_array(outputs["overlay"])[..., ::-1])  # BGR -> RGB
             imageio.imwrite(args.out / f"overlay_{i:02d}_{condition}.png", overlays[-1])
             print(f"frame {i:02d} {condition:5s}  latency {result.latency_ms:6.1f} ms"
                   f" (round trip {round_trip_ms:6.1f} ms)"
@@ -95,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         imageio.mimsave(args.out / "overlays.gif", overlays, duration=400, loop=0)
         print(f"wrote {len(overlays)} overlays and overlays.gif to {args.out}")
     finally:
-        session.close()
+        demo.close()
         rclpy.shutdown()
     return 0
 

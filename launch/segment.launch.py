@@ -14,6 +14,8 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from gara_ros.transport import PROFILES, profile_env
+
 SHARE = get_package_share_directory("gara_ros")
 # Node parameters settable from the command line; "" keeps the params file's value.
 OVERRIDES = {
@@ -21,15 +23,11 @@ OVERRIDES = {
     "adapter": "GaRA adapter file (default: plain SAM)",
     "device": "auto, cpu, cuda or cuda:N",
 }
-# fastdds_profile -> Fast DDS profiles file for the node; "default" sets none.
-FASTDDS_PROFILES = {"default": None, "shm": os.path.join(SHARE, "config", "fastdds_shm.xml")}
 
 
 def segment_node(context):
     overrides = {name: LaunchConfiguration(name).perform(context) for name in OVERRIDES}
-    profile = FASTDDS_PROFILES[LaunchConfiguration("fastdds_profile").perform(context)]
-    # Fast DDS 3 (Kilted) reads FASTDDS_..., Fast DDS 2 (Humble, Jazzy) FASTRTPS_DEFAULT_PROFILES_FILE.
-    env = {f"{dds}_DEFAULT_PROFILES_FILE": profile for dds in ("FASTDDS", "FASTRTPS")} if profile else {}
+    env = profile_env(LaunchConfiguration("fastdds_profile").perform(context), os.path.join(SHARE, "config"))
     return [Node(
         package="gara_ros", executable="segment_node", name="segment_node", output="screen",
         namespace=LaunchConfiguration("namespace"), additional_env=env,
@@ -45,7 +43,7 @@ def generate_launch_description():
                               description="node parameters"),
         *(DeclareLaunchArgument(name, default_value="", description=text) for name, text in OVERRIDES.items()),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its outputs"),
-        DeclareLaunchArgument("fastdds_profile", default_value="default", choices=list(FASTDDS_PROFILES),
+        DeclareLaunchArgument("fastdds_profile", default_value="default", choices=list(PROFILES),
                               description="Fast DDS transports of the node: default, or shm (config/fastdds_shm.xml)"),
         DeclareLaunchArgument("rviz", default_value="false", description="open RViz with rviz/gara.rviz"),
         OpaqueFunction(function=segment_node),

@@ -11,7 +11,7 @@ os.environ["ROS_DOMAIN_ID"] = os.environ.get("GARA_TEST_DOMAIN_ID", str(1 + os.g
 import pytest  # noqa: E402
 import rclpy  # noqa: E402
 
-from tests.ros.helpers import Harness  # noqa: E402
+from tests.ros.harness import Harness  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -1,13 +1,11 @@
-"""Message factories and a node harness for tests/ros (rclpy settings come from conftest.py)."""
+"""Message factories and the test scene for tests/ros."""
 
 import numpy as np
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point
 from std_msgs.msg import Header
 
-from gara_ros.conversions import array_to_image
 from gara_ros.msg import ObjectPrompt, SegmentPrompt
-from gara_ros.session import Session
 
 
 def stamp(seconds: float) -> Time:
@@ -32,13 +30,3 @@ def point_object(object_id, x, y, label=ObjectPrompt.LABEL_FOREGROUND) -> Object
 
 def box_object(object_id, box) -> ObjectPrompt:
     return ObjectPrompt(object_id=object_id, has_box=True, box=[float(v) for v in box])
-
-
-class Harness(Session):
-    """Session plus a shortcut for publishing test frames."""
-
-    def send_image(self, rgb, t, encoding="rgb8", msg=None):
-        """Publish `rgb` (or `msg`) stamped `t` seconds and wait until the node has buffered it."""
-        msg = msg or array_to_image(rgb, encoding, Header(stamp=stamp(t), frame_id="camera"))
-        self.publish_image(msg)
-        return msg

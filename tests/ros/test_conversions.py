@@ -5,13 +5,13 @@ import array
 import cv2
 import numpy as np
 import pytest
-from geometry_msgs.msg import Point
+from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CompressedImage
 
 from gara_ros import conversions
 from gara_ros.conversions import ConversionError, array_to_image, compressed_to_rgb, image_to_array, image_to_rgb
 from gara_ros.overlay import PALETTE, draw_overlay
-from tests.ros.helpers import box_object, point_object, prompt, scene
+from tests.ros.helpers import box_object, point_object, prompt, scene, stamp
 
 RGB = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
 GRAY = RGB[..., 0]
@@ -102,9 +102,29 @@ def test_compressed(fmt, ext, tolerance):
     assert np.abs(decoded.astype(int) - rgb).mean() <= tolerance
 
 
-def test_corrupt_compressed_is_an_error():
-    with pytest.raises(ConversionError, match="jpeg"):
-        compressed_to_rgb(CompressedImage(format="jpeg", data=array.array("B", b"not a jpeg")))
+def jpeg_declaring(width: int, height: int) -> bytes:
+    """A valid 8 x 8 jpeg whose frame header (SOF0) declares width x height pixels."""
+    data = bytearray(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+@pytest.mark.parametrize("data,reason", [
+    (b"not a jpeg", "cannot decode compressed image"),
+    (b"", "has no data"),
+    (jpeg_declaring(9000, 8000), "declares 9000 x 8000 pixels, more than 67108864"),  # 631 bytes
+    (jpeg_declaring(30000, 30000), "cannot decode"),  # past Pillow's own bomb limit
+], ids=["corrupt", "empty", "huge", "huger"])
+def test_unusable_compressed_is_an_error_naming_the_format(data, reason):
+    with pytest.raises(ConversionError, match=reason) as error:
+        compressed_to_rgb(CompressedImage(format="jpeg", data=array.array("B", data)))
+    assert "'jpeg'" in str(error.value)
+
+
+def test_declared_size_within_the_limit_is_decoded():
+    assert compressed_to_rgb(CompressedImage(format="jpeg", data=array.array("B", jpeg_declaring(40, 30)))).shape == (
+        30, 40, 3)
 
 
 def test_outputs_and_wrong_layout():
@@ -118,64 +138,26 @@ def test_outputs_and_wrong_layout():
         array_to_image(GRAY, "bgr8")
 
 
-# --- prompts -------------------------------------------------------------------------------------
-GOOD = {
-    "points": point_object("cup", 10, 20),
-    "box": box_object("box", (1, 2, 30, 40)),
-    "both": point_object("mug", 5, 5),
-}
-GOOD["both"].has_box, GOOD["both"].box = True, [0.0, 0.0, 20.0, 20.0]
+# --- stamps and prompts ---------------------------------------------------------------------------
+def test_stamp_to_ns_and_negative_stamps():
+    assert conversions.stamp_to_ns(stamp(3.25)) == 3_250_000_000
+    assert conversions.stamp_to_ns(Time(sec=0, nanosec=7)) == 7
+    with pytest.raises(ConversionError, match="-1 s .* negative"):
+        conversions.stamp_to_ns(Time(sec=-1, nanosec=5))
 
 
-def test_valid_prompts_become_object_prompts():
-    prompts, errors = conversions.prompts_from_msg(prompt(*GOOD.values()), 96, 64, max_objects=3)
-    assert errors == []
-    assert [p.object_id for p in prompts] == ["cup", "box", "mug"]
+def test_prompts_are_read_field_by_field_without_checks():
+    both = point_object("mug", 5, 5)
+    both.has_box, both.box = True, [0.0, 0.0, 20.0, 20.0]
+    far = point_object("far", 500, -3)  # outside any image here: checked later, against the decoded frame
+    ignored_box = point_object("cup", 10, 20)
+    ignored_box.box = [1.0, 2.0, 3.0, 4.0]  # has_box is false
+    prompts = conversions.prompts_from_msg(prompt(ignored_box, box_object("box", (1, 2, 30, 40)), both, far))
+    assert [p.object_id for p in prompts] == ["cup", "box", "mug", "far"]
     assert prompts[0].points.tolist() == [[10, 20]] and prompts[0].labels.tolist() == [1] and prompts[0].box is None
-    assert prompts[1].points.shape == (0, 2) and prompts[1].box.tolist() == [1, 2, 30, 40]
-    assert prompts[2].box.tolist() == [0, 0, 20, 20]
-
-
-def bad(object_id, **fields):
-    obj = point_object(object_id, 10, 10)
-    for name, value in fields.items():
-        setattr(obj, name, value)
-    return obj
-
-
-BAD = [
-    (bad("far", points=[Point(x=200.0, y=10.0)]), "outside the 96 x 64 image"),
-    (bad("neg", points=[Point(x=-1.0, y=10.0)]), "outside"),
-    (bad("nan", points=[Point(x=float("nan"), y=10.0)]), "NaN"),
-    (bad("empty", points=[], labels=[]), "empty prompt"),
-    (bad("flipped", points=[], labels=[], has_box=True, box=[30.0, 5.0, 10.0, 20.0]), "x2 <= x1"),
-    (bad("nanbox", points=[], labels=[], has_box=True, box=[float("nan"), 5.0, 10.0, 20.0]), "finite"),
-    (bad("count", labels=[1, 0]), "1 points but 2 labels"),
-    (bad("label", labels=[2]), "must be 1 (foreground) or 0"),
-    (bad(""), "object #0: object id '' is empty"),
-]
-
-
-@pytest.mark.parametrize("obj,reason", BAD, ids=[o.object_id or "noid" for o, _ in BAD])
-def test_bad_object_is_rejected_by_name(obj, reason):
-    prompts, errors = conversions.prompts_from_msg(prompt(obj, GOOD["points"]), 96, 64, max_objects=4)
-    assert [p.object_id for p in prompts] == ["cup"]
-    assert len(errors) == 1 and reason in errors[0] and repr(obj.object_id) in errors[0]
-
-
-def test_duplicate_id_and_too_many_objects():
-    _, errors = conversions.prompts_from_msg(prompt(GOOD["points"], GOOD["points"]), 96, 64, max_objects=4)
-    assert errors == ["object #1: object id 'cup' is empty or used twice; object ignored"]
-    prompts, errors = conversions.prompts_from_msg(prompt(*GOOD.values()), 96, 64, max_objects=2)
-    assert prompts == [] and "'cup', 'box', 'mug'" in errors[0] and "max_objects=2" in errors[0]
-
-
-def test_click_is_a_one_point_prompt_for_the_latest_image():
-    msg = conversions.click_to_prompt(12.5, 7)
-    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (0, 0)
-    (obj,) = msg.objects
-    assert (obj.object_id, obj.points[0].x, obj.points[0].y) == ("click", 12.5, 7.0)
-    assert list(obj.labels) == [1] and not obj.has_box
+    assert prompts[1].points.shape == (0, 2) and prompts[1].labels.shape == (0,)
+    assert prompts[1].box.tolist() == [1, 2, 30, 40]
+    assert prompts[2].box.tolist() == [0, 0, 20, 20] and prompts[3].points.tolist() == [[500, -3]]
 
 
 # --- results and overlay ----------------------------------------------------------------------
@@ -209,10 +191,10 @@ def test_labels_box_union_and_result():
     assert union.dtype == np.uint8 and np.array_equal(union, MASKS.any(axis=0) * 255)
     msg = conversions.result_msg(header, ["a", "b"], extents, np.array([0.5, 0.25]), 0.75, 3.0, 12.0)
     assert msg.header == header and msg.latency_ms == 12.0
+    assert (msg.high_rank_share, msg.mean_active_components) == (0.75, 3.0)  # once per image
     a, b = msg.objects
     assert (a.object_id, a.label, a.iou_score, list(a.box), a.area) == ("a", 1, 0.5, [2, 1, 4, 3], 9)
     assert (b.object_id, b.label, list(b.box), b.area) == ("b", 2, [4, 3, 7, 5], 12)
-    assert (b.high_rank_share, b.mean_active_components) == (0.75, 3.0)
 
 
 def test_overlay_blends_masks_and_keeps_background():

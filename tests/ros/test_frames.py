@@ -1,10 +1,10 @@
-"""Ring buffer and latest-only slot."""
+"""Ring buffer, latest-only slot and frame delivery."""
 
 import threading
 
 import pytest
 
-from gara_ros.frames import Frame, FrameBuffer, LatestSlot
+from gara_ros.frames import DeliveryMonitor, Frame, FrameBuffer, LatestSlot
 
 MS = 1_000_000
 
@@ -48,3 +48,45 @@ def test_take_waits_for_put_from_another_thread():
     slot = LatestSlot()
     threading.Timer(0.05, slot.put, args=("late",)).start()
     assert slot.take(2.0) == "late"
+
+
+def test_slot_is_idle_only_when_nothing_waits_and_the_taken_item_is_done():
+    slot = LatestSlot()
+    assert slot.idle()
+    slot.put("a")
+    assert not slot.idle()
+    assert slot.take(0) == "a" and not slot.idle()  # taken, in progress
+    slot.done()
+    assert slot.idle()
+
+
+def test_delivery_counts_frames_missing_between_stamps():
+    monitor = DeliveryMonitor(max_gap_ns=1000 * MS)
+    for t in (0, 33, 66, 165, 198, 330):  # a 33 ms camera; 2 and 3 frames missing
+        monitor.add(1000 * MS + t * MS)
+    delivery = monitor.take()
+    assert (delivery.received, delivery.expected, delivery.lost_reported) == (6, 11, 0)
+    assert delivery.period_ns == 33 * MS and delivery.camera_rate_hz == pytest.approx(1000 / 33)
+    assert monitor.take().expected == 0  # a new period
+
+
+@pytest.mark.parametrize("stamps_ms,expected", [
+    ((1000, 1033, 3033, 3066), 4),  # a paused camera (gap over max_gap) is not loss
+    ((1000, 1033, 500, 533), 4),  # stamps going back (a restarted camera or bag) are not loss
+    ((1000, 1000, 1000), 3),  # repeated stamps
+    ((0, 0), 2),  # a camera without stamps
+])
+def test_delivery_gaps_that_are_not_loss(stamps_ms, expected):
+    monitor = DeliveryMonitor(max_gap_ns=1000 * MS)
+    for t in stamps_ms:
+        monitor.add(t * MS)
+    delivery = monitor.take()
+    assert (delivery.received, delivery.expected) == (len(stamps_ms), expected)
+
+
+def test_delivery_takes_the_larger_of_the_stamp_and_middleware_counts():
+    monitor = DeliveryMonitor()
+    monitor.add(1000 * MS)
+    monitor.lost(599)
+    assert (monitor.take().expected, monitor.take().expected) == (600, 0)
+    assert DeliveryMonitor().take().period_ns is None and DeliveryMonitor().take().camera_rate_hz == 0.0

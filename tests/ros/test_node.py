@@ -1,4 +1,4 @@
-"""segment_node end to end with real rclpy and the embedded tiny model."""
+"""segment_node end to end with real rclpy and the embedded tiny model, node and client in this process."""
 
 import array
 import os
@@ -9,25 +9,47 @@ import time
 import cv2
 import numpy as np
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
+import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PointStamped
 from rclpy.parameter import Parameter
+from rclpy.qos import HistoryPolicy, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage
 from std_srvs.srv import SetBool, Trigger
 
+from gara_model.predictor import ObjectPrompt
 from gara_ros.conversions import array_to_image, image_to_array
 from gara_ros.segment_node import SegmentNode
-from gara_ros.session import wait_for
+from tests.ros.harness import wait_for
 from tests.ros.helpers import box_object, point_object, prompt, scene, stamp
 
-QUIET = 0.5  # seconds to wait before asserting that nothing was published
+SQUARE = (30, 20, 60, 44)  # XYXY, exclusive end: scene()'s object
+TRUE_MASK = np.zeros((64, 96), bool)
+TRUE_MASK[SQUARE[1]:SQUARE[3], SQUARE[0]:SQUARE[2]] = True
+TRUE_BOX = (SQUARE[0], SQUARE[1], SQUARE[2] - 1, SQUARE[3] - 1)  # inclusive, as ObjectResult.box
+# The embedded tiny model on scene() (measured): mask IoU 0.914 from the point (45, 30), 0.931 from the box
+# (5, 5, 90, 60) and for the union of both; mask boxes (30, 21, 59, 43) and (30, 20, 59, 44).
+MIN_IOU = 0.8
 
 
 def stamps(messages):
     return [m.header.stamp.sec + m.header.stamp.nanosec / 1e9 for m in messages]
 
 
-def test_image_and_prompt_give_mask_labels_overlay_and_result(harness):
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def box_iou(a, b) -> float:
+    """IoU of two inclusive XYXY pixel boxes."""
+    width = min(a[2], b[2]) - max(a[0], b[0]) + 1
+    height = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    inter = max(width, 0) * max(height, 0)
+    area_a, area_b = ((box[2] - box[0] + 1) * (box[3] - box[1] + 1) for box in (a, b))
+    return inter / (area_a + area_b - inter)
+
+
+def test_image_and_prompt_give_masks_of_the_object_with_its_header(harness):
     h = harness()
     h.send_image(scene(), t=1.25)
     h.prompts.publish(prompt(point_object("cup", 45, 30), box_object("tray", (5, 5, 90, 60))))
@@ -41,18 +63,25 @@ def test_image_and_prompt_give_mask_labels_overlay_and_result(harness):
     mask, labels = image_to_array(mask)[..., 0], image_to_array(labels)[..., 0]
     assert set(np.unique(mask)) <= {0, 255} and set(np.unique(labels)) <= {0, 1, 2}
     assert np.array_equal(mask > 0, labels > 0)
+    assert iou(mask > 0, TRUE_MASK) >= MIN_IOU  # the mask covers the object, and little else
     assert [(o.object_id, o.label) for o in result.objects] == [("cup", 1), ("tray", 2)]
-    assert result.latency_ms > 0
-    for obj in result.objects:
+    assert result.latency_ms > 0 and 0 < result.mean_active_components and 0 <= result.high_rank_share <= 1
+    for obj in result.objects:  # each object's own mask, before the labels image layers them
         assert np.isfinite(obj.iou_score)
-        x1, y1, x2, y2 = obj.box
-        assert 0 <= x1 <= x2 < 96 and 0 <= y1 <= y2 < 64 and obj.area <= 96 * 64
+        assert box_iou(obj.box, TRUE_BOX) >= MIN_IOU and MIN_IOU <= obj.area / TRUE_MASK.sum() <= 1 / MIN_IOU
+
+
+def test_images_are_subscribed_best_effort_newest_only(harness):
+    h = harness()
+    (images,) = [s for s in h.node.subscriptions if s.topic_name == "/image"]
+    assert (images.qos_profile.reliability, images.qos_profile.history, images.qos_profile.depth) == (
+        ReliabilityPolicy.BEST_EFFORT, HistoryPolicy.KEEP_LAST, 1)
 
 
 def test_outputs_without_subscribers_are_not_built(harness):
     h = harness()
     h.client.destroy_subscription(next(s for s in h.client.subscriptions if s.topic_name.endswith("/overlay")))
-    assert wait_for(lambda: h.node.pub_overlay.get_subscription_count() == 0)
+    assert wait_for(lambda: h.node.image_publishers["overlay"].get_subscription_count() == 0)
     h.send_image(scene(), t=1)
     h.prompts.publish(prompt(point_object("cup", 45, 30)))
     h.results_after(0)
@@ -67,9 +96,9 @@ def test_stamped_prompt_uses_the_matching_buffered_frame(harness):
     assert stamps(h.results_after(0)) == [2.0]
     h.prompts.publish(prompt(point_object("b", 45, 30), t=0.0))
     assert stamps(h.results_after(1)) == [2.0, 3.0]
-    h.prompts.publish(prompt(point_object("c", 45, 30), t=2.5))  # no frame within 20 ms: warning, nothing published
-    time.sleep(QUIET)
-    assert len(h.received["result"]) == 2
+    h.send_prompt(prompt(point_object("c", 45, 30), t=2.5))  # no frame within 20 ms: warning, nothing published
+    h.settle()
+    assert h.node.core.problems.counts() == {"no_frame": 1} and len(h.received["result"]) == 2
 
 
 def test_persist_applies_prompts_to_new_frames_until_cleared(harness):
@@ -81,8 +110,8 @@ def test_persist_applies_prompts_to_new_frames_until_cleared(harness):
     assert stamps(h.results_after(1)) == [1, 2]
     assert h.call(h.clear, Trigger.Request()).success
     h.send_image(scene(), t=3)
-    time.sleep(QUIET)
-    assert stamps(h.received["result"]) == [1, 2]
+    h.settle()
+    assert stamps(h.received["result"]) == [1, 2] and h.stats().processed == 2
 
 
 def test_without_persist_new_frames_are_not_segmented(harness):
@@ -91,8 +120,8 @@ def test_without_persist_new_frames_are_not_segmented(harness):
     h.prompts.publish(prompt(point_object("cup", 45, 30)))
     h.results_after(0)
     h.send_image(scene(), t=2)
-    time.sleep(QUIET)
-    assert stamps(h.received["result"]) == [1]
+    h.settle()
+    assert stamps(h.received["result"]) == [1] and h.stats().processed == 1
 
 
 def test_enable_pauses_and_resumes_inference(harness):
@@ -100,9 +129,9 @@ def test_enable_pauses_and_resumes_inference(harness):
     response = h.call(h.enable, SetBool.Request(data=False))
     assert response.success and response.message == "inference paused"
     h.send_image(scene(), t=1)
-    h.prompts.publish(prompt(point_object("cup", 45, 30)))
-    time.sleep(QUIET)
-    assert h.received["result"] == []
+    h.send_prompt(prompt(point_object("cup", 45, 30)))
+    h.settle()
+    assert h.received["result"] == [] and h.stats().processed == 0
     assert h.call(h.enable, SetBool.Request(data=True)).success
     h.send_image(scene(), t=2)
     assert stamps(h.results_after(0)) == [2]
@@ -118,6 +147,7 @@ def test_click_becomes_a_point_prompt_on_the_latest_frame(harness):
     h.clicks.publish(click)
     (result,) = h.results_after(0)
     assert stamps([result]) == [2] and [o.object_id for o in result.objects] == ["click"]
+    assert box_iou(result.objects[0].box, TRUE_BOX) >= MIN_IOU
 
 
 def bad_encoding():
@@ -139,8 +169,9 @@ def test_bad_frames_are_skipped_and_the_next_frame_is_served(harness, make_bad):
     msg.header.stamp = stamp(1)
     h.send_image(None, t=1, msg=msg)
     h.prompts.publish(prompt(point_object("cup", 45, 30)))
-    assert wait_for(lambda: h.node.stats["errors"] == 1)
-    assert h.received["result"] == []
+    assert wait_for(lambda: h.stats().failed == 1)
+    h.settle()
+    assert h.received["result"] == [] and h.node.core.problems.counts() == {"image": 1}
     h.send_image(scene(), t=2)
     h.prompts.publish(prompt(point_object("cup", 45, 30)))
     assert stamps(h.results_after(0)) == [2]
@@ -148,41 +179,80 @@ def test_bad_frames_are_skipped_and_the_next_frame_is_served(harness, make_bad):
 
 def test_model_failure_skips_the_frame_only(harness):
     h = harness()
-    set_image, failures = h.node.predictor.set_image, [RuntimeError("CUDA out of memory")]
+    set_image, failures = h.node.core.predictor.set_image, [RuntimeError("CUDA out of memory")]
 
     def fails_once(image):
         if failures:
             raise failures.pop()
         set_image(image)
 
-    h.node.predictor.set_image = fails_once
+    h.node.core.predictor.set_image = fails_once
     h.send_image(scene(), t=1)
     h.prompts.publish(prompt(point_object("cup", 45, 30)))
-    assert wait_for(lambda: h.node.stats["errors"] == 1)
+    assert wait_for(lambda: h.stats().failed == 1)
+    assert h.node.core.problems.counts() == {"inference": 1}
     h.prompts.publish(prompt(point_object("cup", 45, 30)))
     assert stamps(h.results_after(0)) == [1]
 
 
-def test_multimask_publishes_the_best_mask_per_object(harness):
-    h = harness(multimask=True)
+def test_an_exception_in_a_callback_is_logged_and_the_node_keeps_serving(harness):
+    h = harness()
+    handle, failures = h.node.core.prompt, [KeyError("a bug")]
+
+    def fails_once(prompts, stamp_ns):
+        if failures:
+            raise failures.pop()
+        handle(prompts, stamp_ns)
+
+    h.node.core.prompt = fails_once  # called by the core's on_prompt, which the subscription calls through its guard
     h.send_image(scene(), t=1)
-    h.prompts.publish(prompt(point_object("cup", 45, 30), box_object("tray", (5, 5, 90, 60))))
+    h.prompts.publish(prompt(point_object("cup", 45, 30)))
+    assert wait_for(lambda: h.node.core.problems.counts().get("internal") == 1)
+    assert h.thread.is_alive()  # the executor still spins
+    h.prompts.publish(prompt(point_object("cup", 45, 30)))
+    assert stamps(h.results_after(0)) == [1]
+
+
+def test_multimask_publishes_the_highest_scoring_mask_per_object(harness):
+    h = harness(multimask=True)
+    # Give the multimask outputs clearly ranked scores, the second of the three the highest (the tiny model's
+    # multimask scores are untrained and nearly equal): offsets on the IoU head's bias, per output.
+    head = h.node.core.predictor.model.mask_decoder.iou_prediction_head.layers[-1]
+    with torch.no_grad():
+        head.bias += torch.tensor([0.0, 0.1, 0.9, 0.5])  # output 0 is the single mask; 1..3 the multimask ones
+    h.send_image(scene(), t=1)
+    objects = [point_object("cup", 45, 30), point_object("corner", 10, 10)]
+    h.prompts.publish(prompt(*objects))
     (result,) = h.results_after(0)
-    assert [o.object_id for o in result.objects] == ["cup", "tray"]
     assert wait_for(lambda: h.received["labels"])
-    assert set(np.unique(image_to_array(h.received["labels"][0]))) <= {0, 1, 2}
+    labels = image_to_array(h.received["labels"][0])[..., 0]
+    predictor = h.node.core.predictor
+    predictor.set_image(scene())
+    prediction = predictor.predict([ObjectPrompt(o.object_id, np.array([[p.x, p.y] for p in o.points]),
+                                                 np.array(o.labels)) for o in objects], multimask_output=True)
+    assert (prediction.iou_scores.argmax(axis=1) == 1).all()
+    assert [o.object_id for o in result.objects] == ["cup", "corner"]
+    for label, (masks, scores, obj) in enumerate(zip(prediction.masks, prediction.iou_scores, result.objects), 1):
+        assert obj.iou_score == pytest.approx(scores.max())
+        assert not np.array_equal(masks[1], masks[0]) and not np.array_equal(masks[1], masks[2])
+        assert obj.area == masks[1].sum()  # the best mask's area, not another's
+    # the labels image layers the objects: the later one is wholly on top
+    assert np.array_equal(labels == 2, prediction.masks[1, 1])
+    assert np.array_equal(labels == 1, prediction.masks[0, 1] & ~prediction.masks[1, 1])
 
 
 def test_bad_prompts_are_rejected_and_good_objects_served(harness):
     h = harness(max_objects=2)
     h.send_image(scene(), t=1)
-    h.prompts.publish(prompt(point_object("far", 500, 30)))  # only bad objects: nothing to do
-    h.prompts.publish(prompt(*(point_object(str(i), 45, 30) for i in range(3))))  # too many objects
+    h.send_prompt(prompt(point_object("far", 500, 30)))  # only bad objects: nothing to do
+    h.settle()
+    h.send_prompt(prompt(*(point_object(str(i), 45, 30) for i in range(3))))  # too many objects
+    assert h.received["result"] == [] and h.node.core.problems.counts() == {"object": 1, "prompt": 1}
     h.prompts.publish(prompt(point_object("cup", 45, 30), point_object("nan", float("nan"), 3)))
     (result,) = h.results_after(0)
     assert [o.object_id for o in result.objects] == ["cup"]
-    time.sleep(QUIET)
-    assert len(h.received["result"]) == 1
+    h.settle()
+    assert len(h.received["result"]) == 1 and h.node.core.problems.counts()["object"] == 2
 
 
 def test_compressed_transport(harness):
@@ -198,10 +268,22 @@ def test_compressed_transport(harness):
     assert (h.received["mask"][0].width, h.received["mask"][0].height) == (96, 64)
 
 
+def test_compressed_frames_are_decoded_once_in_the_worker(harness):
+    h = harness(image_transport="compressed")
+    decode, decoded = h.node.core.decode, []
+    h.node.core.decode = lambda msg: (decoded.append(msg.header.stamp.sec), decode(msg))[1]
+    compressed = CompressedImage(format="png", data=array.array("B", cv2.imencode(".png", scene())[1].tobytes()))
+    compressed.header.stamp = stamp(4)
+    h.send_image(None, t=4, msg=compressed)
+    h.prompts.publish(prompt(point_object("cup", 45, 30), box_object("tray", (5, 5, 90, 60))))
+    h.results_after(0)
+    assert decoded == [4]
+
+
 def test_newest_frame_only_under_a_burst(harness):
     h = harness(persist=True)
-    set_image = h.node.predictor.set_image
-    h.node.predictor.set_image = lambda image: (time.sleep(0.2), set_image(image))  # a slow model
+    set_image = h.node.core.predictor.set_image
+    h.node.core.predictor.set_image = lambda image: (time.sleep(0.2), set_image(image))  # a slow model
     h.send_image(scene(), t=1)
     h.prompts.publish(prompt(point_object("cup", 45, 30)))
     h.results_after(0)
@@ -209,38 +291,61 @@ def test_newest_frame_only_under_a_burst(harness):
         h.send_image(scene(), t=i)
         time.sleep(0.01)
     assert wait_for(lambda: stamps(h.received["result"])[-1] == 21)
-    time.sleep(QUIET)
+    h.settle()
+    assert wait_for(lambda: len(h.received["result"]) == h.stats().processed)
     published = stamps(h.received["result"])
     assert published == sorted(published) and published[-1] == 21  # in order, ends with the newest
     assert len(published) <= 6 and h.node.slot.dropped >= 15  # frames were dropped, not queued
 
 
-def test_diagnostics_report_rate_latency_drops_device_and_model(harness):
-    h = harness(diagnostics_period=0.1)
-    received = []
+def diagnostics_of(h, received):
     h.client.create_subscription(DiagnosticArray, "/diagnostics", received.append, 10)
-    h.send_image(scene(), t=1)
-    h.prompts.publish(prompt(point_object("cup", 45, 30)))
-    h.results_after(0)
 
     def latest():
         return {kv.key: kv.value for kv in received[-1].status[0].values} if received else {}
 
+    return latest
+
+
+def test_diagnostics_report_rate_latency_drops_device_and_model(harness):
+    h = harness(diagnostics_period=0.1)
+    received = []
+    latest = diagnostics_of(h, received)
+    h.send_image(scene(), t=1)
+    h.prompts.publish(prompt(point_object("cup", 45, 30)))
+    h.results_after(0)
     assert wait_for(lambda: float(latest().get("latency_ms", 0)) > 0)
     values = latest()
     assert values["device"] == "cpu" and "SAM" in values["model"]
     assert values["frames_received"] == "1" and values["dropped_frames"] == "0" and float(values["rate_hz"]) >= 0
+    assert values["prompts"] == "1" and values["frame_errors"] == "0"
     assert float(values["model_ms"]) > 0 and float(values["node_overhead_ms"]) > 0
     stages = {"convert", "model", "encode", "publish"}
-    assert set(h.node.stats["stage_ms"]) == set(h.node.stats["stage_cpu_ms"]) == stages
+    assert set(h.stats().stage_ms) == set(h.stats().stage_cpu_ms) == stages
+
+
+def test_diagnostics_warn_when_most_camera_frames_are_lost(harness):
+    h = harness(diagnostics_period=0.1)
+    received = []
+    diagnostics_of(h, received)
+    for t in (1.0, 1.1, 1.9):  # a 10 Hz camera whose frames 1.2 to 1.8 never arrived
+        h.send_image(scene(), t=t)
+
+    def total(key):
+        return sum(int(kv.value) for m in list(received) for kv in m.status[0].values if kv.key == key)
+
+    assert wait_for(lambda: total("period_frames_received") == 3)
+    assert total("period_frames_expected") == 10
+    warnings = [m.status[0] for m in received if m.status[0].level == DiagnosticStatus.WARN]
+    assert warnings and warnings[0].message == "most frames lost in transport"
+    assert h.node.core.problems.counts()["transport"] >= 1
 
 
 def test_missing_checkpoint_fails_with_one_line_naming_the_file(ros):
     with pytest.raises(FileNotFoundError, match="/nonexistent/sam.pth"):
         SegmentNode(parameter_overrides=[Parameter("checkpoint", value="/nonexistent/sam.pth")])
     run = subprocess.run(
-        [sys.executable, "-c", "import sys; from gara_ros.segment_node import main; sys.exit(main())",
-         "--ros-args", "-p", "checkpoint:=/nonexistent/sam.pth"],
+        [sys.executable, "-m", "gara_ros.segment_node", "--ros-args", "-p", "checkpoint:=/nonexistent/sam.pth"],
         capture_output=True, text=True, timeout=60, env=os.environ, cwd=os.getcwd())
     assert run.returncode == 1
     lines = [line for line in run.stderr.splitlines() if "/nonexistent/sam.pth" in line]

@@ -27,7 +27,7 @@ def test_node_starts_from_the_params_file(ros):
 def test_image_size_reaches_the_encoder(ros):
     node = SegmentNode(parameter_overrides=[Parameter("image_size", value=64)])
     try:
-        assert node.predictor.model.image_encoder.img_size == 64
+        assert node.core.predictor.model.image_encoder.img_size == 64
     finally:
         node.destroy_node()
     with pytest.raises(ValueError, match="image_size"):

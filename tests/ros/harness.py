@@ -1,6 +1,6 @@
-"""segment_node in-process with a client node, spun in a background thread (for the demo and the tests).
+"""A SegmentNode in the test process with a client node, spun in a background thread.
 
-The caller has set ROS_AUTOMATIC_DISCOVERY_RANGE / ROS_DOMAIN_ID and called rclpy.init().
+conftest.py has set ROS_AUTOMATIC_DISCOVERY_RANGE / ROS_DOMAIN_ID and the `ros` fixture has called rclpy.init().
 """
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import Header
 from std_srvs.srv import SetBool, Trigger
 
+from gara_ros.conversions import array_to_image
 from gara_ros.msg import SegmentPrompt, SegmentResult
-from gara_ros.segment_node import OUTPUT_QOS, SegmentNode
+from gara_ros.segment_node import OUTPUT_QOS, PROMPT_QOS, SegmentNode
+from tests.ros.helpers import stamp
 
 OUTPUTS = {"mask": Image, "labels": Image, "overlay": Image, "result": SegmentResult}
 
@@ -32,7 +35,7 @@ def wait_for(predicate, timeout: float = 5.0, period: float = 0.01) -> bool:
     return bool(predicate())
 
 
-class Session:
+class Harness:
     """A SegmentNode (parameters from `params`) and a client recording every output in `received`."""
 
     def __init__(self, **params):
@@ -41,8 +44,8 @@ class Session:
         compressed = params.get("image_transport") == "compressed"
         self.images = self.client.create_publisher(CompressedImage if compressed else Image, "image",
                                                    qos_profile_sensor_data)
-        self.prompts = self.client.create_publisher(SegmentPrompt, "/gara/prompts", 10)
-        self.clicks = self.client.create_publisher(PointStamped, "clicks", 10)
+        self.prompts = self.client.create_publisher(SegmentPrompt, "/gara/prompts", PROMPT_QOS)
+        self.clicks = self.client.create_publisher(PointStamped, "clicks", PROMPT_QOS)
         name = self.node.get_fully_qualified_name()
         self.clear = self.client.create_client(Trigger, f"{name}/clear")
         self.enable = self.client.create_client(SetBool, f"{name}/enable")
@@ -54,18 +57,35 @@ class Session:
         self.executor.add_node(self.client)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
-        node_publishers = (self.node.pub_mask, self.node.pub_labels, self.node.pub_overlay, self.node.pub_result)
+        node_publishers = (*self.node.image_publishers.values(), self.node.pub_result)
         if not wait_for(lambda: all(p.get_subscription_count() for p in (self.images, self.prompts, self.clicks))
                         and all(p.get_subscription_count() for p in node_publishers)):
             self.close()
             raise TimeoutError("segment_node and the client did not discover each other within 5 s")
 
-    def publish_image(self, msg, timeout: float = 5.0) -> None:
-        """Publish a frame and wait until the node has buffered it."""
-        before = self.node.stats["received"]
+    def stats(self):
+        return self.node.core.stats()
+
+    def send_image(self, rgb, t, encoding="rgb8", msg=None, timeout: float = 5.0):
+        """Publish `rgb` (or `msg`) stamped `t` seconds and wait until the node has buffered it."""
+        msg = msg or array_to_image(rgb, encoding, Header(stamp=stamp(t), frame_id="camera"))
+        before = self.stats().received
         self.images.publish(msg)
-        if not wait_for(lambda: self.node.stats["received"] > before, timeout):
+        if not wait_for(lambda: self.stats().received > before, timeout):
             raise TimeoutError(f"segment_node did not receive the image within {timeout} s")
+        return msg
+
+    def send_prompt(self, msg, timeout: float = 5.0) -> None:
+        """Publish a SegmentPrompt and wait until the node has handled it (and submitted its job, if any)."""
+        before = self.stats().prompts
+        self.prompts.publish(msg)
+        if not wait_for(lambda: self.stats().prompts > before, timeout):
+            raise TimeoutError(f"segment_node did not handle the prompt within {timeout} s")
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until the node's worker has no job left (every submitted job published or skipped)."""
+        if not wait_for(self.node.slot.idle, timeout):
+            raise TimeoutError(f"segment_node's worker still busy after {timeout} s")
 
     def results_after(self, count: int, timeout: float = 5.0) -> list[SegmentResult]:
         """All results, after waiting up to `timeout` s for more than `count` of them."""

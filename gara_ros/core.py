@@ -1,0 +1,392 @@
+"""The segmentation node's logic without rclpy: frames, prompts, one job's processing into arrays, statistics.
+
+A front end hands it the messages it receives and publishes what it returns: `segment_node.py` for live topics.
+Messages are read field by field through gara_ros.conversions, so any object with the same fields works.
+Nothing a sender puts in a message raises out of `on_frame`, `on_prompt`, `click` or `process`: each problem
+is counted and becomes at most one log line per kind per few seconds (`ProblemLog`).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from gara_model.predictor import GaraPredictor, ObjectPrompt, validate_prompt
+from gara_ros import conversions
+from gara_ros.conversions import ConversionError
+from gara_ros.frames import DeliveryMonitor, Frame, FrameBuffer
+from gara_ros.overlay import draw_overlay
+
+CLICK_ID = "click"  # object id of a click's one-point prompt
+OUTPUT_ENCODINGS = {"mask": "mono8", "labels": "mono16", "overlay": "bgr8"}  # image outputs, in publishing order
+# A period whose received frames are fewer than this share of the expected ones (with at least LOSS_MIN_EXPECTED
+# expected) is a transport problem.
+LOSS_WARN_SHARE, LOSS_MIN_EXPECTED = 0.5, 5
+TRANSPORT_ADVICE = (  # fits a ProblemLog line after "(N more ... not shown) received N of M expected frames in T s: "
+    "frames lost in transport (large raw images on default Fast DDS transports): use the shared-memory profile on "
+    "camera and node (fastdds_profile:=shm), image_transport: compressed, or a smaller image")
+
+# kind -> log level. Problems are counted per kind and logged at most once per kind per ProblemLog.period.
+PROBLEM_LEVELS = {
+    "image": "error",  # unusable image message: stamp, encoding, size, undecodable data
+    "prompt": "error",  # whole prompt rejected: stamp, no objects, too many objects
+    "object": "error",  # objects of a prompt rejected for the image they apply to
+    "no_frame": "warning",  # prompt with no buffered image to apply to
+    "inference": "error",  # the model failed on a frame
+    "transport": "warning",  # most frames lost before reaching the node
+    "internal": "error",  # an unexpected exception caught in a front end's callback
+}
+
+
+def stamp_text(stamp_ns: int) -> str:
+    return f"{stamp_ns / 1e9:.3f} s"
+
+
+def object_names(ids: list[str], first: int = 4, width: int = 24) -> str:
+    """'a', 'b', 'c', 'd' and 996 more: the first ids, each shortened to about `width` characters."""
+    shown = ", ".join(repr(i if len(i) <= width else i[:width] + "...") for i in ids[:first])
+    return shown + (f" and {len(ids) - first} more" if len(ids) > first else "")
+
+
+class ProblemLog:
+    """Counts problems by kind and logs at most one line per kind per `period` seconds, each line at most
+    `max_chars` characters; a line after quiet ones says how many it stands for. Thread-safe.
+
+    emit(level, line) writes a line; level is PROBLEM_LEVELS[kind].
+    """
+
+    def __init__(self, emit: Callable[[str, str], None], period: float = 5.0, max_chars: int = 300,
+                 clock: Callable[[], float] = time.monotonic):
+        self._emit, self.period, self.max_chars, self._clock = emit, period, max_chars, clock
+        self._counts: Counter[str] = Counter()
+        self._unlogged: Counter[str] = Counter()
+        self._last_logged: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def report(self, kind: str, message: str) -> None:
+        now = self._clock()
+        with self._lock:
+            self._counts[kind] += 1
+            if now - self._last_logged.get(kind, float("-inf")) < self.period:
+                self._unlogged[kind] += 1
+                return
+            self._last_logged[kind] = now
+            quiet, self._unlogged[kind] = self._unlogged[kind], 0
+        line = " ".join(message.split())  # one line, whatever the message carries
+        if quiet:
+            line = f"({quiet} more {kind} problems not shown) {line}"
+        if len(line) > self.max_chars:
+            line = line[:self.max_chars - 3] + "..."
+        self._emit(PROBLEM_LEVELS[kind], line)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+
+def check_objects(prompts: list[ObjectPrompt], image_size: tuple[int, int],
+                  max_points: int) -> tuple[list[ObjectPrompt], list[str]]:
+    """The prompts valid for an image of `image_size` (H, W) (boxes clipped to it), and one error per rejected one.
+
+    Each object needs a non-empty id not used before in the list and at most `max_points` points (10,000 points
+    took the tiny model 15 s on a CPU), and passes the predictor's `validate_prompt`.
+    """
+    valid, errors, seen = [], [], set()
+    for index, prompt in enumerate(prompts):
+        try:
+            if not prompt.object_id or prompt.object_id in seen:
+                raise ValueError(f"object #{index}: object id {prompt.object_id!r} is empty or used twice")
+            if len(prompt.points) > max_points:
+                raise ValueError(f"object {prompt.object_id!r}: {len(prompt.points)} points, more than "
+                                 f"max_points={max_points}")
+            valid.append(validate_prompt(prompt, index, image_size))
+            seen.add(prompt.object_id)
+        except ValueError as error:
+            errors.append(str(error))
+    return valid, errors
+
+
+class StageTimer:
+    """Milliseconds per named stage, each from the previous `lap` (or creation) to its own: wall time in `ms`, and
+    this thread's CPU time in `cpu_ms` (wall minus CPU = waiting for a core or the GIL on a busy machine)."""
+
+    def __init__(self):
+        self.ms: dict[str, float] = {}
+        self.cpu_ms: dict[str, float] = {}
+        self._last = (time.perf_counter(), time.thread_time())
+
+    def lap(self, stage: str) -> None:
+        now = (time.perf_counter(), time.thread_time())
+        self.ms[stage], self.cpu_ms[stage] = ((a - b) * 1e3 for a, b in zip(now, self._last, strict=True))
+        self._last = now
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The node parameters the core uses (segment_node.PARAMETERS describes them and holds the defaults)."""
+
+    persist: bool
+    stamp_tolerance: float  # seconds
+    buffer_size: int
+    max_objects: int
+    max_points: int
+    multimask: bool
+    mask_threshold: float
+
+
+@dataclass(frozen=True)
+class Job:
+    """One inference: a frame and the prompts to apply to it, checked against the frame once it is decoded."""
+
+    frame: Frame
+    prompts: list[ObjectPrompt]
+    queued: float = field(default_factory=time.monotonic)  # latency is measured from here
+
+
+@dataclass
+class Output:
+    """A processed job: O objects (those that passed the checks), arrays at the frame's size (H, W)."""
+
+    frame: Frame
+    object_ids: list[str]
+    scores: np.ndarray  # (O,) predicted IoU of the published masks
+    extents: list[tuple[tuple[float, float, float, float], int]]  # per object: XYXY mask box, area (mask_box_area)
+    high_rank_share: float  # the image's gate summary; 0 for plain SAM
+    mean_active_components: float
+    latency_ms: float  # from queueing the job to the end of inference
+    images: dict[str, np.ndarray]  # the requested of OUTPUT_ENCODINGS: mask (H,W) uint8, labels (H,W) uint16,
+    #                                overlay (H,W,3) uint8 BGR
+    timer: StageTimer  # convert, model, encode so far; the front end adds publish
+
+
+@dataclass
+class Stats:
+    """Counters since start and the last processed frame's times."""
+
+    received: int = 0  # frames buffered
+    prompts: int = 0  # prompt messages and clicks handled, accepted or not
+    processed: int = 0  # jobs published
+    failed: int = 0  # jobs skipped for an unusable image or a failed inference
+    latency_ms: float = 0.0
+    stage_ms: dict[str, float] = field(default_factory=dict)
+    stage_cpu_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Health:
+    """One diagnostics report: a warning or not, a one-line summary and named values."""
+
+    warn: bool
+    message: str
+    values: dict[str, str]
+
+
+class SegmentCore:
+    """Frames and prompts in, jobs out; a job in, arrays and result fields out. Thread-safe: callbacks and the
+    worker may run in different threads.
+
+    predictor: the model, used only by `process`. decode: image message -> (H,W,3) uint8 RGB (raises
+    ConversionError). emit(level, line): the front end's logger. submit(job): hands a job to whatever runs
+    `process` (the node's worker); it is called before the frame or prompt that made the job is counted.
+    """
+
+    def __init__(self, predictor: GaraPredictor, decode: Callable[[Any], np.ndarray], settings: Settings,
+                 emit: Callable[[str, str], None], submit: Callable[[Job], None]):
+        self.predictor, self.decode, self.settings, self.submit = predictor, decode, settings, submit
+        self.problems = ProblemLog(emit)
+        self.frames = FrameBuffer(settings.buffer_size)
+        self.delivery = DeliveryMonitor()
+        self._active: list[ObjectPrompt] = []  # persisted prompts
+        self._enabled = True
+        self._stats = Stats()
+        self._window = (time.monotonic(), Stats())  # start and stats of the diagnostics period
+        self._lock = threading.Lock()
+
+    # --- inputs (callbacks: bookkeeping only) --------------------------------------------------------
+    def on_frame(self, msg) -> None:
+        """Buffers a received image message, unconverted, and submits the job for the persisted prompts, if any."""
+        try:
+            frame = Frame(msg, conversions.stamp_to_ns(msg.header.stamp))
+        except ConversionError as error:
+            self.problems.report("image", f"image ignored: {error}")
+            return
+        self.frames.add(frame)
+        self.delivery.add(frame.stamp_ns)
+        with self._lock:
+            job = Job(frame, self._active) if self._enabled and self._active else None
+        if job is not None:
+            self.submit(job)
+        self._count("received")
+
+    def on_prompt(self, msg) -> None:
+        """A SegmentPrompt message: its stamp names the frame (0 = the latest)."""
+        prompts = conversions.prompts_from_msg(msg)
+        try:
+            stamp_ns = conversions.stamp_to_ns(msg.header.stamp)
+        except ConversionError as error:
+            self.problems.report("prompt", f"prompt for {object_names([p.object_id for p in prompts])} ignored: "
+                                           f"{error}")
+            self._count("prompts")
+            return
+        self.prompt(prompts, stamp_ns)
+
+    def click(self, x: float, y: float) -> None:
+        """A pixel click: a one-point foreground object CLICK_ID on the latest frame."""
+        self.prompt([ObjectPrompt(CLICK_ID, points=np.array([[x, y]], float), labels=np.array([1]))], 0)
+
+    def prompt(self, prompts: list[ObjectPrompt], stamp_ns: int) -> None:
+        """Prompts for the buffered frame nearest `stamp_ns` within stamp_tolerance (0 = the latest frame).
+
+        Whole-prompt checks happen here; each object is checked against its frame in `process`.
+        With persist, the prompts replace the persisted ones.
+        """
+        job = self._prompt_job(prompts, stamp_ns)
+        if job is not None:
+            self.submit(job)
+        self._count("prompts")
+
+    def _prompt_job(self, prompts: list[ObjectPrompt], stamp_ns: int) -> Job | None:
+        ids = [p.object_id for p in prompts]
+        if not prompts:
+            self.problems.report("prompt", "prompt with no objects ignored")
+            return None
+        if len(prompts) > self.settings.max_objects:
+            self.problems.report("prompt", f"prompt with {len(prompts)} objects ({object_names(ids)}) ignored: "
+                                           f"more than max_objects={self.settings.max_objects}")
+            return None
+        frame = self.frames.find(stamp_ns, int(self.settings.stamp_tolerance * 1e9))
+        if frame is None:
+            what = ("no image received yet" if stamp_ns == 0
+                    else f"no buffered image within stamp_tolerance of its stamp {stamp_text(stamp_ns)}")
+            self.problems.report("no_frame", f"prompt for {object_names(ids)} ignored: {what}")
+            return None
+        with self._lock:
+            if self.settings.persist:
+                self._active = prompts
+            return Job(frame, prompts) if self._enabled else None
+
+    def clear(self) -> None:
+        """Drops the persisted prompts."""
+        with self._lock:
+            self._active = []
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        with self._lock:
+            self._enabled = bool(value)
+
+    @property
+    def active(self) -> list[ObjectPrompt]:
+        """The persisted prompts."""
+        with self._lock:
+            return self._active
+
+    # --- one job (the worker) -----------------------------------------------------------------------
+    def process(self, job: Job, wanted: Collection[str]) -> Output | None:
+        """Decodes the frame once, checks the prompts against its size, encodes it once and decodes all objects in
+        one call; None when paused, when the frame is unusable or the model fails (reported), or when no object
+        is valid. `wanted`: which of OUTPUT_ENCODINGS to build.
+
+        Objects rejected for a frame are also dropped from the persisted prompts they came from.
+        """
+        if not self._enabled:
+            return None
+        timer = StageTimer()
+        name = f"frame {stamp_text(job.frame.stamp_ns)}"
+        try:
+            rgb = self.decode(job.frame.msg)
+        except ConversionError as error:
+            self._count_failure("image", f"{name} skipped: {error}")
+            return None
+        prompts, errors = check_objects(job.prompts, rgb.shape[:2], self.settings.max_points)
+        if errors:
+            self.problems.report("object", f"{name}: {len(errors)} of {len(job.prompts)} objects ignored: "
+                                           + "; ".join(errors[:3]))
+            with self._lock:
+                if self._active is job.prompts:
+                    self._active = prompts
+        timer.lap("convert")
+        if not prompts:
+            return None
+        try:
+            self.predictor.set_image(rgb)
+            prediction = self.predictor.predict(prompts, multimask_output=self.settings.multimask,
+                                                mask_threshold=self.settings.mask_threshold)
+        except Exception as error:  # noqa: BLE001  e.g. CUDA out of memory: this frame only
+            self._count_failure("inference", f"{name} skipped: {type(error).__name__}: {error}")
+            return None
+        timer.lap("model")
+        latency_ms = (time.monotonic() - job.queued) * 1e3
+        masks, scores = conversions.best_masks(prediction.masks, prediction.iou_scores)
+        ids = [p.object_id for p in prompts]
+        extents = [conversions.mask_box_area(mask) for mask in masks]
+        images = {}
+        if "mask" in wanted:
+            images["mask"] = conversions.mask_union(masks, extents)
+        if "labels" in wanted:
+            images["labels"] = conversions.labels_from_masks(masks, extents)
+        if "overlay" in wanted:
+            images["overlay"] = draw_overlay(rgb, masks, ids, scores)
+        timer.lap("encode")
+        gates = prediction.gates
+        return Output(job.frame, ids, scores, extents, gates.high_rank_share if gates else 0.0,
+                      gates.mean_active_components if gates else 0.0, latency_ms, images, timer)
+
+    def record(self, output: Output) -> None:
+        """Counts a published output and keeps its times."""
+        with self._lock:
+            self._stats.processed += 1
+            self._stats.latency_ms = output.latency_ms
+            self._stats.stage_ms, self._stats.stage_cpu_ms = output.timer.ms, output.timer.cpu_ms
+
+    # --- statistics ---------------------------------------------------------------------------------
+    def stats(self) -> Stats:
+        """A consistent copy of the counters."""
+        with self._lock:
+            return replace(self._stats)
+
+    def diagnostics(self) -> Health:
+        """The period since the last call: processing rate, frames received against expected, failures; a
+        transport warning is also logged. Starts the next period."""
+        now, stats, delivery = time.monotonic(), self.stats(), self.delivery.take()
+        start, before = self._window
+        self._window = (now, stats)
+        failing = stats.failed > before.failed
+        losing = delivery.expected >= LOSS_MIN_EXPECTED and delivery.received < LOSS_WARN_SHARE * delivery.expected
+        if losing:
+            self.problems.report("transport", f"received {delivery.received} of {delivery.expected} expected "
+                                              f"frames in {now - start:.1f} s: {TRANSPORT_ADVICE}")
+        stages = stats.stage_ms  # of the last processed frame
+        values = {
+            "rate_hz": f"{(stats.processed - before.processed) / max(now - start, 1e-6):.2f}",
+            "latency_ms": f"{stats.latency_ms:.1f}", "model_ms": f"{stages.get('model', 0.0):.1f}",
+            "node_overhead_ms": f"{sum(stages.values()) - stages.get('model', 0.0):.1f}",
+            "camera_rate_hz": f"{delivery.camera_rate_hz:.2f}",
+            "period_frames_received": str(delivery.received), "period_frames_expected": str(delivery.expected),
+            "period_frames_lost_in_transport": str(delivery.lost_reported),
+            "frames_received": str(stats.received), "frame_errors": str(stats.failed),
+            "prompts": str(stats.prompts), "device": str(self.predictor.device), "model": self.predictor.model_name,
+            "enabled": str(self._enabled), "active_objects": str(len(self.active)),
+            **{f"problems_{kind}": str(count) for kind, count in sorted(self.problems.counts().items())},
+        }
+        messages = ["frames failed" if failing else "", "most frames lost in transport" if losing else ""]
+        message = "; ".join(m for m in messages if m) or ("running" if self._enabled else "paused")
+        return Health(failing or losing, message, values)
+
+    def _count(self, counter: str) -> None:
+        with self._lock:
+            setattr(self._stats, counter, getattr(self._stats, counter) + 1)
+
+    def _count_failure(self, kind: str, message: str) -> None:
+        self._count("failed")
+        self.problems.report(kind, message)
