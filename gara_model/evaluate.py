@@ -16,6 +16,7 @@ from gara_model.build import pretrained_sam
 from gara_model.checkpoint import load_adapter
 from gara_model.cli import one_line_errors
 from gara_model.data.build import dataset_from_spec
+from gara_model.data.corruptions import EVAL_CORRUPTIONS
 from gara_model.engine.evaluation import evaluate
 from gara_model.engine.report import write_report
 from gara_model.modeling.resolution import set_image_size
@@ -41,7 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--adapter", action="append", default=[], metavar="NAME=FILE", help="adapter file to compare (repeatable)")
     parser.add_argument("--no-base", action="store_true", help="leave the frozen base SAM out of the table")
     parser.add_argument("--data", action="append", default=[], metavar="SPEC", help="synthetic[:N] or name=root[:split] (repeatable)")
-    parser.add_argument("--corruptions", default="snow,motion_blur,imagenet_c/contrast", help="comma-separated, applied to clear images; '' for none")
+    parser.add_argument("--corruptions", default=",".join(EVAL_CORRUPTIONS),
+                        help="comma-separated, applied to clear images; '' for none (default: %(default)s)")
     parser.add_argument("--severity", type=int, default=3, help="severity of imagenet_c/* corruptions (1-5)")
     parser.add_argument("--prompts", default="point,box")
     parser.add_argument("--random-points", type=int, default=0, help="extra seeded random points per object")

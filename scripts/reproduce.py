@@ -28,13 +28,12 @@ import torch
 from gara_model.build import load_embedded_sam
 from gara_model.checkpoint import load_adapter
 from gara_model.data.build import dataset_from_spec
+from gara_model.data.corruptions import EVAL_CORRUPTIONS
 from gara_model.engine.evaluation import evaluate
 from gara_model.engine.report import adaptivity_table, gate_figure, seed_table
 from gara_model.predictor import GaraPredictor
 
-# Each costs the embedded base at least 0.08 IoU with a point prompt (80 scenes; ImageNet-C at severity 3).
-CONDITIONS = ["snow", "motion_blur", "compression", "imagenet_c/contrast", "imagenet_c/fog",
-              "imagenet_c/gaussian_noise", "night"]
+CONDITIONS = list(EVAL_CORRUPTIONS)
 MODELS = {
     "LoRA r4": ["adapter.variant=lora", "adapter.ranks=[4]"],
     "LoRA r32": ["adapter.variant=lora", "adapter.ranks=[32]"],

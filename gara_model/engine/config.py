@@ -25,6 +25,12 @@ def _robust_seg() -> list[str]:
     return list(ROBUST_SEG)
 
 
+def _eval_corruptions() -> list[str]:
+    from gara_model.data.corruptions import EVAL_CORRUPTIONS  # imported late: it loads the image libraries
+
+    return list(EVAL_CORRUPTIONS)
+
+
 @dataclass
 class DataConfig:
     train: list = field(default_factory=lambda: [{"name": "synthetic", "size": 4000, "seed": 0}],
@@ -34,8 +40,8 @@ class DataConfig:
     corruption_severity: int | None = field(default=None, metadata={"help": "ImageNet-C severity (None = random 1-5)"})
     clear_fraction: float = field(default=0.0, metadata={"help": "share of training draws left as they are (no corruption)"})
     eval: list = field(default_factory=lambda: [{"name": "synthetic", "size": 100, "seed": 10_000}])
-    eval_corruptions: list = field(default_factory=lambda: ["snow", "motion_blur", "imagenet_c/contrast"],
-                                   metadata={"help": "applied to clear eval images; the default ones each cost the tiny base >= 0.1 IoU"})
+    eval_corruptions: list = field(default_factory=_eval_corruptions,
+                                   metadata={"help": "applied to clear eval images (default: data.corruptions.EVAL_CORRUPTIONS)"})
     eval_severity: int = 3
     max_objects: int = field(default=4, metadata={"help": "objects per image and step"})
     prompt_mode: str = field(default="mix", metadata={"help": "points | box | both | mix"})

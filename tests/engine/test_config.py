@@ -44,4 +44,7 @@ def test_numbers_in_yaml_exponent_notation_are_numbers():
 def test_unknown_corruptions_fail_before_training():
     with pytest.raises(ValueError, match=r"data.eval_corruptions: unknown corruptions \['gaussian_noise'\]"):
         load_train_config(overrides=["data.eval_corruptions=[gaussian_noise]"])
-    assert load_train_config().data.eval_corruptions == ["snow", "motion_blur", "imagenet_c/contrast"]
+    from gara_model.data.corruptions import CORRUPTIONS, EVAL_CORRUPTIONS
+
+    assert load_train_config().data.eval_corruptions == list(EVAL_CORRUPTIONS)
+    assert set(EVAL_CORRUPTIONS) <= set(CORRUPTIONS)
