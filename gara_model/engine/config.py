@@ -60,6 +60,9 @@ class DataConfig:
                 raise ValueError(f"data.{key}: unknown corruptions {unknown}; valid: {', '.join(CORRUPTIONS)}")
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass
 class OptimConfig:
     """Adam as in the paper (lr, coupled weight decay 1e-5). The gate fields depart from the paper's text only when set:
@@ -69,6 +72,14 @@ class OptimConfig:
     weight_decay: float = field(default=1e-5, metadata={"help": "Adam's (coupled) L2 weight decay, paper 1e-5"})
     gate_weight_decay: float | None = field(default=None, metadata={"help": "weight decay of the gate MLPs; None = weight_decay (paper)"})
     gate_lr_scale: float = field(default=1.0, metadata={"help": "gate MLPs learn at lr x this (paper: 1)"})
+    schedule: str = field(default="constant", metadata={"help": "learning rate over the run: constant (paper) | cosine (to 0 at the last step)"})
+    warmup_steps: int = field(default=0, metadata={"help": "steps of linear warm-up from 0 before the schedule"})
+
+    def __post_init__(self) -> None:
+        if self.schedule not in LR_SCHEDULES:
+            raise ValueError(f"optim.schedule must be one of {LR_SCHEDULES}, got {self.schedule!r}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
     grad_clip: float = 1.0
     focal_weight: float = 20.0
     dice_weight: float = 1.0

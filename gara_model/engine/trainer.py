@@ -26,7 +26,7 @@ from gara_model.engine.distributed import Distributed, cleanup_distributed, setu
 from gara_model.engine.evaluation import evaluate
 from gara_model.engine.gate_probe import build_gate_probe, log_gate_probe
 from gara_model.engine.losses import segmentation_loss
-from gara_model.engine.optim import build_optimizer
+from gara_model.engine.optim import build_optimizer, set_learning_rate
 from gara_model.engine.report import write_report
 from gara_model.modeling import count_parameters, inject_adapters, set_adapters_enabled
 from gara_model.adapters.gates import record_gates, summarize_gates
@@ -144,6 +144,7 @@ def train(cfg: TrainConfig) -> Path:
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
+        set_learning_rate(optimizer, step, cfg)
         scaler.step(optimizer)
         scaler.update()
         progress.update(1)

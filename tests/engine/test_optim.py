@@ -1,5 +1,6 @@
 """The optimizer's parameter groups: the gate MLPs apart, with their own learning rate and weight decay."""
 
+import pytest
 import torch
 
 from gara_model.adapters.variants import GateVariant
@@ -44,3 +45,18 @@ def test_excluded_gates_do_not_shrink_when_the_loss_gives_them_no_gradient():
         moved = {g["name"]: max((p - before[id(p)]).abs().max().item() for p in g["params"]) for g in optimizer.param_groups}
         assert moved["adapters"] > 5e-4  # A's rows shrink by about lr
         assert (moved["gates"] > 5e-4) == gates_move, moved
+
+
+def test_cosine_schedule_with_warm_up_reaches_zero_at_the_last_step():
+    from gara_model.engine.optim import learning_rate_factor, set_learning_rate
+
+    cfg = load_train_config(overrides=["steps=110", "optim.schedule=cosine", "optim.warmup_steps=10"])
+    factors = [learning_rate_factor(step, cfg) for step in range(110)]
+    assert factors[:10] == [pytest.approx((s + 1) / 10) for s in range(10)]
+    assert factors[10] == 1.0 and factors[60] == pytest.approx(0.5) and factors[109] == pytest.approx(0.0, abs=1e-3)
+    assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
+    constant = load_train_config(overrides=["steps=110"])
+    assert {learning_rate_factor(step, constant) for step in range(110)} == {1.0}
+    model, optimizer = model_and_optimizer("steps=110", "optim.schedule=cosine", "optim.gate_lr_scale=2")
+    set_learning_rate(optimizer, 55, load_train_config(overrides=["steps=110", "optim.schedule=cosine"]))  # half way
+    assert [g["lr"] for g in optimizer.param_groups] == [pytest.approx(5e-4), pytest.approx(1e-3)]
