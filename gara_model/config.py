@@ -20,6 +20,9 @@ VARIANT_RANK_SETS: dict[str, tuple[int, int | None]] = {
 
 # How the gates see an image: the block's normalised input norm1(x) pooled over all its tokens (docs/model.md).
 GATING_FEATURES = ("mean", "mean_std")
+# How the gate MLPs start: "pytorch" (nn.Linear's default initialisation, the paper's text gives no other) or "open"
+# (last layers zero, component gates open: every image starts with the same decisions, all components on).
+GATE_INITS = ("pytorch", "open")
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class GaraConfig:
         metadata={"help": "f(x), the paper leaves it open: mean (the token mean of norm1(x)) | mean_std (token mean and "
                           "standard deviation, standardised with running statistics of the training images)"},
     )
+    gate_init: str = field(default="pytorch", metadata={"help": "how the gate MLPs start: pytorch | open (docs/model.md)"})
     projections: tuple[str, ...] = field(default=PROJECTIONS, metadata={"help": "which of q, k, v to adapt"})
     blocks: tuple[int, ...] | None = field(
         default=None, metadata={"help": "image-encoder block indices to adapt; None = every block"}
@@ -64,6 +68,8 @@ class GaraConfig:
             raise ValueError(f"gate_hidden_dim must be positive, got {self.gate_hidden_dim}")
         if self.gating_feature not in GATING_FEATURES:
             raise ValueError(f"gating_feature must be one of {GATING_FEATURES}, got {self.gating_feature!r}")
+        if self.gate_init not in GATE_INITS:
+            raise ValueError(f"gate_init must be one of {GATE_INITS}, got {self.gate_init!r}")
         if not self.projections or set(self.projections) - set(PROJECTIONS) or len(set(self.projections)) != len(self.projections):
             raise ValueError(f"projections must be distinct names from {PROJECTIONS}, got {self.projections}")
 

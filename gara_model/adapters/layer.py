@@ -28,6 +28,8 @@ class GatedRankAdapter(nn.Module):
         self.lora_B = nn.Parameter(torch.zeros(out_features, rank))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         self.gate = VARIANTS[config.variant](feature_dim, config.ranks, config.gate_hidden_dim, config.tau)
+        if config.gate_init == "open":
+            self.gate.open_gates()
 
     def delta_weight(self, coefficients: torch.Tensor) -> torch.Tensor:
         """Delta W = B diag(c) A for each image: coefficients B x r -> B x D x K.

@@ -46,8 +46,20 @@ def gate_mlp(in_features: int, hidden: int, out_features: int, num_layers: int) 
     return nn.Sequential(*layers)
 
 
+# "open" gate initialisation: the logit every component gate starts at (on in eval; on with probability
+# 1 - exp(-e) = 0.93 under training's Gumbel noise).
+OPEN_COMPONENT_LOGIT = 1.0
+
+
+def start_at(mlp: nn.Sequential, logit: float) -> None:
+    """The MLP's last layer gives `logit` for every input: zero weights, bias `logit`."""
+    with torch.no_grad():
+        mlp[-1].weight.zero_()
+        mlp[-1].bias.fill_(logit)
+
+
 class GateVariant(nn.Module):
-    """Maps the gating feature f(x) (B x F) to `Gates`; subclasses fix how."""
+    """Maps the gating feature f(x) (B x F) to `Gates`; subclasses fix how, and what `open_gates` starts them at."""
 
     def __init__(self, in_features: int, ranks: tuple[int, ...], hidden: int, tau: float) -> None:
         super().__init__()
@@ -56,6 +68,9 @@ class GateVariant(nn.Module):
 
     def binarize(self, logits: torch.Tensor) -> torch.Tensor:
         return binary_gate(logits, self.tau, self.training)
+
+    def open_gates(self) -> None:
+        """The "open" initialisation: every input gets the same decisions at first (components on, rank sets even)."""
 
 
 class FixedRank(GateVariant):
@@ -71,6 +86,9 @@ class ComponentGated(GateVariant):
     def __init__(self, in_features: int, ranks: tuple[int, ...], hidden: int, tau: float) -> None:
         super().__init__(in_features, ranks, hidden, tau)
         self.component_gate = gate_mlp(in_features, hidden, ranks[0], num_layers=3)
+
+    def open_gates(self) -> None:
+        start_at(self.component_gate, OPEN_COMPONENT_LOGIT)
 
     def forward(self, feature: torch.Tensor) -> Gates:
         logits = self.component_gate(feature)
@@ -88,6 +106,11 @@ class GatedRank(GateVariant):
         super().__init__(in_features, ranks, hidden, tau)
         self.rank_space_gate = gate_mlp(in_features, hidden, 1, num_layers=2)
         self.component_gates = nn.ModuleList(gate_mlp(in_features, hidden, r, num_layers=3) for r in ranks)
+
+    def open_gates(self) -> None:
+        start_at(self.rank_space_gate, 0.0)
+        for gate in self.component_gates:
+            start_at(gate, OPEN_COMPONENT_LOGIT)
 
     def forward(self, feature: torch.Tensor) -> Gates:
         space_logit = self.rank_space_gate(feature)  # B x 1
@@ -111,6 +134,9 @@ class MixtureOfLoRA(GateVariant):
         super().__init__(in_features, ranks, hidden, tau)
         self.router = gate_mlp(in_features, hidden, len(ranks), num_layers=2)
         self.register_buffer("block_sizes", torch.tensor(ranks), persistent=False)
+
+    def open_gates(self) -> None:
+        start_at(self.router, 0.0)
 
     def forward(self, feature: torch.Tensor) -> Gates:
         logits = self.router(feature)  # B x S
