@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from segment_anything.modeling import MaskDecoder, Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
+from gara_model.adapters.gates import GateSummary, record_gates, summarize_gates
 from gara_model.device import autocast, resolve_device
 from gara_model.modeling import adapter_layers, set_image_size
-from gara_model.adapters.gates import GateSummary, record_gates, summarize_gates
-
-
-@dataclass
-class ObjectPrompt:
-    """Prompts for one object, in pixel coordinates of the original image.
-
-    points: N x 2 (X, Y), labels: N (1 foreground, 0 background), box: 4 (XYXY) or None.
-    """
-
-    object_id: str = ""
-    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
-    labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
-    box: np.ndarray | None = None
+from gara_model.prompts import ObjectPrompt, validate_prompt
 
 
 @dataclass
@@ -36,36 +24,6 @@ class Prediction:
     iou_scores: np.ndarray  # O x C float32, the decoder's predicted IoU
     low_res_logits: np.ndarray  # O x C x h x w float32 (h = w = 4 x the embedding grid)
     gates: GateSummary | None  # the image's adapter decisions; None for a model without adapters
-
-
-def validate_prompt(prompt: ObjectPrompt, index: int, image_size: tuple[int, int]) -> ObjectPrompt:
-    """Checked copy of a prompt (box clipped to the image); ValueError naming the object for bad input."""
-    name = f"object {prompt.object_id!r}" if prompt.object_id else f"object #{index}"
-    height, width = image_size
-    points = np.asarray(prompt.points, dtype=np.float32).reshape(-1, 2) if np.size(prompt.points) else np.zeros((0, 2), np.float32)
-    labels = np.asarray(prompt.labels).reshape(-1)
-    if len(labels) != len(points):
-        raise ValueError(f"{name}: {len(points)} points but {len(labels)} labels")
-    if not np.isin(labels, (0, 1)).all():
-        raise ValueError(f"{name}: point labels must be 1 (foreground) or 0 (background), got {sorted(set(labels.tolist()))}")
-    if not np.isfinite(points).all():
-        raise ValueError(f"{name}: points contain NaN or infinity")
-    outside = (points[:, 0] < 0) | (points[:, 0] > width) | (points[:, 1] < 0) | (points[:, 1] > height)
-    if outside.any():
-        raise ValueError(f"{name}: point {points[outside][0].tolist()} is outside the {width} x {height} image")
-    box = None
-    if prompt.box is not None:
-        box = np.asarray(prompt.box, dtype=np.float32).reshape(-1)
-        if box.shape != (4,) or not np.isfinite(box).all():
-            raise ValueError(f"{name}: box must be 4 finite numbers x1, y1, x2, y2, got {prompt.box}")
-        if box[2] <= box[0] or box[3] <= box[1]:
-            raise ValueError(f"{name}: box {box.tolist()} has x2 <= x1 or y2 <= y1")
-        box = np.clip(box, 0, [width, height, width, height]).astype(np.float32)
-        if box[2] <= box[0] or box[3] <= box[1]:
-            raise ValueError(f"{name}: box {prompt.box} lies outside the {width} x {height} image")
-    if len(points) == 0 and box is None:
-        raise ValueError(f"{name}: empty prompt, give at least one point or a box")
-    return ObjectPrompt(object_id=prompt.object_id, points=points, labels=labels.astype(np.int64), box=box)
 
 
 def decode_masks(

@@ -15,7 +15,8 @@ from gara_model.modeling import adapter_state_dict, inject_adapters, set_attenti
 from gara_model.modeling.attention import EncoderAttention
 from gara_model.modeling.basam import BiasModeMask, token_distances
 from gara_model.modeling.resolution import resize_pos_embed
-from gara_model.predictor import GaraPredictor, ObjectPrompt
+from gara_model.predictor import GaraPredictor
+from gara_model.prompts import ObjectPrompt
 
 from .test_gara_sam import sam_outputs
 from .tiny import VARIANT_CONFIGS, make_gara

@@ -7,7 +7,8 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
-from gara_model.predictor import GaraPredictor, ObjectPrompt, decode_masks
+from gara_model.predictor import GaraPredictor, decode_masks
+from gara_model.prompts import ObjectPrompt
 
 from .tiny import make_gara
 
