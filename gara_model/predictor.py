@@ -172,7 +172,7 @@ class GaraPredictor:
             if has_box:
                 box = np.stack([prompts[i].box for i in members])
                 boxes = torch.as_tensor(self.transform.apply_boxes(box, self.original_size), device=self.device)
-            group_logits, group_scores = self.predict_torch(coords, labels, boxes, multimask_output)
+            group_logits, group_scores = self.decode_prompts(coords, labels, boxes, multimask_output)
             for j, i in enumerate(members):
                 low_res[i], scores[i] = group_logits[j], group_scores[j]
         low_res_logits = torch.stack(low_res)  # O x C x h x w
@@ -190,16 +190,19 @@ class GaraPredictor:
         )
 
     @torch.no_grad()
-    def predict_torch(
+    def decode_prompts(
         self,
         point_coords: torch.Tensor | None,
         point_labels: torch.Tensor | None,
         boxes: torch.Tensor | None,
         multimask_output: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompts already in the resized frame: point_coords O x N x 2, point_labels O x N, boxes O x 4.
+        """The decoder's output for O objects of one prompt layout on the set image (the tensor step of `predict`).
 
-        Returns low-res mask logits O x C x h x w and predicted IoU O x C.
+        point_coords O x N x 2 (X, Y) and boxes O x 4 (XYXY) are in the resized frame (ResizeLongestSide of the
+        encoder's input size); point_labels O x N. Returns low-res mask logits O x C x h x w (h = w = 4 x the
+        embedding grid, not upscaled or thresholded: `predict` does that) and predicted IoU O x C, C = 3 with
+        multimask_output else 1. Unlike SamPredictor.predict_torch it takes no mask_input.
         """
         points = (point_coords.float(), point_labels) if point_coords is not None else None
         decoder = self.model.mask_decoder
