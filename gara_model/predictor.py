@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -11,9 +12,12 @@ from segment_anything.modeling import MaskDecoder, Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from gara_model.adapters.gates import GateSummary, record_gates, summarize_gates
+from gara_model.build import EMBEDDED_TINY_ADAPTER, build_model
 from gara_model.device import autocast, resolve_device
-from gara_model.modeling import adapter_layers, set_image_size
+from gara_model.modeling import adapter_layers
 from gara_model.prompts import ObjectPrompt, validate_prompt
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -81,7 +85,7 @@ class GaraPredictor:
     @classmethod
     def from_files(
         cls,
-        sam_variant: str = "vit_b",
+        sam_variant: str | None = None,
         checkpoint: str | os.PathLike | None = None,
         adapter: str | os.PathLike | None = None,
         device: str | torch.device = "auto",
@@ -89,22 +93,18 @@ class GaraPredictor:
         image_size: int | None = None,
         compile: bool = False,
     ) -> "GaraPredictor":
-        """SAM `checkpoint` (+ optional `adapter` file); with neither, the embedded tiny GaRA-SAM (base + adapter).
+        """SAM `checkpoint` of `sam_variant` (None: vit_b) with an optional `adapter` file, by `build.build_model`.
 
-        image_size: the encoder's input size (None = the adapter's, else the model's native one; the scaling stays
-        the adapter's); masks stay at the image's own size. compile: as in `GaraPredictor`.
+        Without a checkpoint the base is the embedded tiny SAM, whatever `sam_variant` names (the node's rule too;
+        logged), and without an adapter file either, its shipped GaRA adapter. image_size: the encoder's input
+        size (None = the adapter's, else the model's native one; the scaling stays the adapter's); masks stay at the
+        image's own size. compile: as in `GaraPredictor`.
         """
-        from gara_model.build import build_sam, load_embedded_gara_sam, load_embedded_sam
-        from gara_model.checkpoint import load_adapter
-
-        if checkpoint is None and adapter is None:
-            model = load_embedded_gara_sam()
-        else:
-            model = load_embedded_sam() if checkpoint is None else build_sam(sam_variant, checkpoint)
-        if adapter is not None:
-            load_adapter(model, adapter)
-        if image_size is not None:
-            set_image_size(model, image_size, scaling=None)
+        if checkpoint is None:
+            if sam_variant not in (None, "tiny"):
+                log.info("no SAM checkpoint: the embedded tiny SAM (sam_variant %r applies to a checkpoint only)", sam_variant)
+            sam_variant, adapter = "tiny", EMBEDDED_TINY_ADAPTER if adapter is None else adapter
+        model = build_model(sam_variant or "vit_b", checkpoint, adapter=adapter, image_size=image_size)
         return cls(model, device=device, precision=precision, compile=compile)
 
     @property

@@ -15,7 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from gara_model.build import build_sam, pretrained_sam
+from gara_model.build import build_model
 from gara_model.engine.config import TrainConfig
 from gara_model.data.build import dataset_from_spec
 from gara_model.data.corrupted import CorruptionMix
@@ -28,7 +28,7 @@ from gara_model.engine.gate_probe import build_gate_probe, log_gate_probe
 from gara_model.engine.losses import segmentation_loss
 from gara_model.engine.optim import build_optimizer
 from gara_model.engine.report import write_report
-from gara_model.modeling import count_parameters, inject_adapters, set_adapters_enabled
+from gara_model.modeling import count_parameters, set_adapters_enabled
 from gara_model.adapters.gates import record_gates, summarize_gates
 from gara_model.predictor import GaraPredictor
 
@@ -36,15 +36,16 @@ log = logging.getLogger(__name__)
 
 
 def build_training_model(cfg: TrainConfig) -> Sam:
-    """The model to train: the base SAM with fresh adapters, or (train_base) the whole SAM."""
-    geometry = {"image_size": cfg.model.image_size, "scaling": cfg.model.scaling}
-    if cfg.model.train_base:  # from cfg.model.checkpoint, or from scratch
-        sam = build_sam(cfg.model.sam, cfg.model.checkpoint, **geometry)
-        sam.requires_grad_(cfg.model.train_only is None)
+    """The model to train (`build_model`): the pretrained base SAM with fresh adapters, or (train_base) the whole
+    SAM, from cfg.model.checkpoint or from scratch, all of it or only cfg.model.train_only."""
+    train_base = cfg.model.train_base
+    model = build_model(cfg.model.sam, cfg.model.checkpoint, config=None if train_base else cfg.adapter,
+                        image_size=cfg.model.image_size, scaling=cfg.model.scaling, pretrained=not train_base)
+    if train_base:
+        model.requires_grad_(cfg.model.train_only is None)
         if cfg.model.train_only is not None:
-            sam.get_submodule(cfg.model.train_only).requires_grad_(True)
-        return sam
-    return inject_adapters(pretrained_sam(cfg.model.sam, cfg.model.checkpoint, **geometry), cfg.adapter)
+            model.get_submodule(cfg.model.train_only).requires_grad_(True)
+    return model
 
 
 def build_train_items(cfg: TrainConfig, image_size: int) -> TrainItems:

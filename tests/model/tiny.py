@@ -1,4 +1,4 @@
-"""Tiny GaRA-SAM helpers shared by the model tests."""
+"""Tiny GaRA-SAM helpers shared by the model tests (fixtures are in conftest.py)."""
 
 import copy
 
@@ -31,3 +31,18 @@ def make_gara(sam, config=VARIANT_CONFIGS["gara"], seed=0, randomize=True):
     if randomize:
         randomize_adapters(model, seed)
     return model.eval()
+
+
+def sam_outputs(model, images):
+    """Sam.forward on a batch with a point prompt and a box prompt per image: every output it has."""
+    batched = [
+        {
+            "image": image,
+            "original_size": (128, 128),
+            "point_coords": torch.tensor([[[30.0, 40.0], [90.0, 70.0]]]),
+            "point_labels": torch.tensor([[1, 0]]),
+            "boxes": torch.tensor([[10.0, 20.0, 100.0, 110.0]]),
+        }
+        for image in images
+    ]
+    return model(batched, multimask_output=True)
