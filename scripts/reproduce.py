@@ -55,7 +55,7 @@ def slug(name: str) -> str:
 
 def train_command(name: str, seed: int, steps: int, out: Path, extra: list[str]) -> list[str]:
     return [sys.executable, "-m", "gara_model.train", f"steps={steps}", "batch_size=8", f"seed={seed}", "evaluate=false",
-            "data.num_workers=0", f"save_every={steps}", f"output_dir={out / f'{slug(name)}_s{seed}'}",
+            "data.num_workers=0", f"save_every={steps}", f"output_dir={out / f'{slug(name)}_s{seed}'}", "overwrite=true",
             *RECIPE, *MODELS[name], *extra]
 
 

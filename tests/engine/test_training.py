@@ -273,3 +273,59 @@ def test_train_cli_prints_one_error_line_for_user_errors_and_tracebacks_for_the_
     assert err.startswith("error: --resume: no checkpoint in ") and err.count("\n") == 1, err
     with pytest.raises(FloatingPointError, match="non-finite loss"):
         main([*TINY_RUN, "steps=2", f"output_dir={tmp_path / 'nan'}", "optim.focal_weight=.nan"])
+
+
+def test_a_fresh_run_never_overwrites_a_checkpoint_unless_told(tmp_path, capsys):
+    from gara_model.train import main
+
+    run_dir, _ = run(tmp_path, "kept", "steps=1")
+    saved = {path.name: path.read_bytes() for path in (run_dir / "adapter.safetensors", train_state_file(run_dir))}
+    with pytest.raises(FileExistsError) as refused:
+        run(tmp_path, "kept", "steps=2")
+    message = str(refused.value)
+    assert str(run_dir) in message and "adapter.safetensors" in message and "--resume" in message, message
+    assert "overwrite=true" in message and "\n" not in message, message
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main([*TINY_RUN, "steps=2", f"output_dir={run_dir}"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.startswith(f"error: {run_dir} already holds a checkpoint") and err.count("\n") == 1
+    assert {name: (run_dir / name).read_bytes() for name in saved} == saved
+    with pytest.raises(ValueError, match="resume and overwrite exclude each other"):
+        run(tmp_path, "kept", "steps=2", "resume=true", "overwrite=true")
+    run(tmp_path, "kept", "steps=1", "seed=1", "overwrite=true")  # afresh, as if the directory were empty
+    fresh, _ = run(tmp_path, "fresh", "steps=1", "seed=1")
+    assert (run_dir / "adapter.safetensors").read_bytes() != saved["adapter.safetensors"]
+    overwritten, expected = load_file(run_dir / "adapter.safetensors"), load_file(fresh / "adapter.safetensors")
+    assert overwritten.keys() == expected.keys() and all(torch.equal(v, expected[k]) for k, v in overwritten.items())
+
+
+def test_config_yaml_is_the_resolved_config_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    run_dir, cfg = run(tmp_path, "cfg", "steps=1", "optim.lr=2e-3")
+    written = (run_dir / "config.yaml").read_text()
+    assert load_train_config(str(run_dir / "config.yaml")) == cfg  # --config takes it back
+    replace = os.replace
+
+    def killed_while_replacing_the_config(src, dst):
+        if Path(dst).name == "config.yaml":
+            raise OSError("simulated kill")
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_while_replacing_the_config)
+    with pytest.raises(OSError, match="simulated kill"):
+        run(tmp_path, "cfg", "steps=2", "optim.lr=2e-3", "resume=true")
+    assert (run_dir / "config.yaml").read_text() == written and not list(run_dir.glob("config.yaml.*"))
+
+
+def test_the_process_group_is_released_when_training_fails(tmp_path):
+    """cleanup_distributed runs in a finally: a run that stops on a non-finite loss still destroys the group."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        with pytest.raises(FloatingPointError):
+            run(tmp_path, "nan", "steps=2", "optim.focal_weight=.nan")
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
