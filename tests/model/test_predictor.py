@@ -10,7 +10,7 @@ from segment_anything import SamPredictor
 from gara_model.predictor import GaraPredictor, decode_masks
 from gara_model.prompts import ObjectPrompt
 
-from .tiny import make_gara
+from .tiny import gate_outputs, make_gara, spread_gates
 
 
 @pytest.fixture
@@ -76,10 +76,21 @@ def test_objects_split_into_chunks_give_the_same_result(predictor):
     assert np.allclose(chunked.iou_scores, together.iou_scores, atol=1e-6)
 
 
-def test_gate_summary_for_the_image(predictor):
+def test_gate_summary_for_the_image(tiny_sam, image):
+    """The summary against the gates' own outputs: rank set 1 = the higher-rank set, active = non-zero c_i."""
+    model = make_gara(tiny_sam)
+    spread_gates(model, seed=3)
+    predictor = GaraPredictor(model, device="cpu")
+    raw = gate_outputs(model, lambda: predictor.set_image(image))
     gates = predictor.predict(OBJECTS[:1]).gates
-    assert len(gates.adapters) == 4 * 3
-    assert 0.0 <= gates.high_rank_share <= 1.0
+    assert len(gates.adapters) == len(raw) == 4 * 3
+    rank_sets = [int(g.rank_set.item()) for g in raw]
+    active = [int((g.coefficients != 0).sum()) for g in raw]
+    assert 0 < sum(rank_sets) < len(rank_sets)  # the adapters really decide differently
+    assert [a.rank_set for a in gates.adapters] == rank_sets
+    assert [a.active_components for a in gates.adapters] == active
+    assert gates.high_rank_share == pytest.approx(sum(rank_sets) / len(rank_sets))
+    assert gates.mean_active_components == pytest.approx(np.mean(active))
     assert gates.mean_active_components == pytest.approx(np.mean([a.active_components for a in gates.adapters]))
 
 

@@ -5,6 +5,7 @@ import copy
 import torch
 
 from gara_model.adapters import GatedRankAdapter
+from gara_model.adapters.variants import GateVariant
 from gara_model.config import GaraConfig
 from gara_model.modeling import inject_adapters
 
@@ -46,3 +47,27 @@ def sam_outputs(model, images):
         for image in images
     ]
     return model(batched, multimask_output=True)
+
+
+def spread_gates(model: torch.nn.Module, seed: int = 0) -> None:
+    """Random gate-MLP biases, so that adapters decide differently (fresh gates tend to agree)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for gate in model.modules():
+            if isinstance(gate, GateVariant):
+                for layer in gate.modules():
+                    if isinstance(layer, torch.nn.Linear):
+                        layer.bias.copy_(torch.randn(layer.bias.shape, generator=generator) * 2)
+
+
+def gate_outputs(model: torch.nn.Module, run) -> list:
+    """The `Gates` every gate of `model` returns while run() runs, taken by hooks of our own (not record_gates)."""
+    outputs = []
+    handles = [m.register_forward_hook(lambda _m, _i, out: outputs.append(out))
+               for m in model.modules() if isinstance(m, GateVariant)]
+    try:
+        run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs
