@@ -243,23 +243,15 @@ def load_adapter(model: Sam, path: str | os.PathLike, allow_other_base: bool = F
     config, base = read_adapter_config(path)
     tensors = read_state_dict(path, "adapter file")
     own_base = base_description(model)
-    shape_keys = ("embed_dim", "depth")
-    if any(base[k] != own_base[k] for k in shape_keys):
-        raise CheckpointError(
-            f"adapter {path} was trained on a SAM with {', '.join(f'{k}={base[k]}' for k in shape_keys)}, "
-            f"but this model has {', '.join(f'{k}={own_base[k]}' for k in shape_keys)}: wrong base model"
-        )
+    for keys, remedy in ((("embed_dim", "depth"), "wrong base model"),
+                         (("image_size", "scaling"), "build the model with build_model(adapter=...), which applies the file's")):
+        if any(base[k] != own_base[k] for k in keys):
+            in_file, in_model = (", ".join(f"{k}={description[k]}" for k in keys) for description in (base, own_base))
+            raise CheckpointError(f"adapter {path} was trained with {in_file}, but this model has {in_model}: {remedy}")
     if base["fingerprint"] != own_base["fingerprint"] and not allow_other_base:
         raise CheckpointError(
             f"adapter {path} was trained on other base weights (fingerprint {base['fingerprint']}, this model "
             f"{own_base['fingerprint']}): load the SAM checkpoint it was trained on, or pass allow_other_base=True"
-        )
-    geometry_keys = ("image_size", "scaling")
-    if any(base[k] != own_base[k] for k in geometry_keys):
-        raise CheckpointError(
-            f"adapter {path} was trained with {', '.join(f'{k}={base[k]}' for k in geometry_keys)}, but this model "
-            f"runs with {', '.join(f'{k}={own_base[k]}' for k in geometry_keys)}: build the model with "
-            "build_model(adapter=...), which applies the file's"
         )
     if not adapter_layers(model):
         raise CheckpointError(f"adapter {path}: this model has no GaRA adapters; build it with build_model(adapter=...), "
