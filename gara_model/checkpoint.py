@@ -243,8 +243,8 @@ def load_adapter(model: Sam, path: str | os.PathLike, allow_other_base: bool = F
     config, base = read_adapter_config(path)
     tensors = read_state_dict(path, "adapter file")
     own_base = base_description(model)
-    for keys, remedy in ((("embed_dim", "depth"), "wrong base model"),
-                         (("image_size", "scaling"), "build the model with build_model(adapter=...), which applies the file's")):
+    applies_it = "build the model with build_model(adapter=...), which applies the file's"
+    for keys, remedy in ((("embed_dim", "depth"), "wrong base model"), (("image_size", "scaling"), applies_it)):
         if any(base[k] != own_base[k] for k in keys):
             in_file, in_model = (", ".join(f"{k}={description[k]}" for k in keys) for description in (base, own_base))
             raise CheckpointError(f"adapter {path} was trained with {in_file}, but this model has {in_model}: {remedy}")
@@ -254,8 +254,8 @@ def load_adapter(model: Sam, path: str | os.PathLike, allow_other_base: bool = F
             f"{own_base['fingerprint']}): load the SAM checkpoint it was trained on, or pass allow_other_base=True"
         )
     if not adapter_layers(model):
-        raise CheckpointError(f"adapter {path}: this model has no GaRA adapters; build it with build_model(adapter=...), "
-                              "which injects the file's")
+        raise CheckpointError(f"adapter {path}: this model has no GaRA adapters; build it with "
+                              "build_model(adapter=...), which injects the file's")
     if gara_config(model) != config:
         raise CheckpointError(f"adapter {path} has config {config}, but the model's adapters have {gara_config(model)}")
     own = adapter_state_dict(model)

@@ -47,9 +47,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompts", default="point,box")
     parser.add_argument("--random-points", type=int, default=0, help="extra seeded random points per object")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--image-size", default="", help="comma-separated encoder input sizes to compare (default: each adapter's own, native for the base SAM)")
-    parser.add_argument("--scaling", default="", help="comma-separated: none, basam (BA-SAM at sizes other than native); "
-                        "default: each adapter's own (none for the base SAM)")
+    parser.add_argument("--image-size", default="", help="comma-separated encoder input sizes to compare "
+                        "(default: each adapter's own, native for the base SAM)")
+    parser.add_argument("--scaling", default="", help="comma-separated: none, basam (BA-SAM at sizes other than "
+                        "native); default: each adapter's own (none for the base SAM)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="outputs/eval")
     args = parser.parse_args(argv)

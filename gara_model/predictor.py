@@ -102,7 +102,8 @@ class GaraPredictor:
         """
         if checkpoint is None:
             if sam_variant not in (None, "tiny"):
-                log.info("no SAM checkpoint: the embedded tiny SAM (sam_variant %r applies to a checkpoint only)", sam_variant)
+                log.info("no SAM checkpoint: the embedded tiny SAM (sam_variant %r applies to a checkpoint only)",
+                         sam_variant)
             sam_variant, adapter = "tiny", EMBEDDED_TINY_ADAPTER if adapter is None else adapter
         model = build_model(sam_variant or "vit_b", checkpoint, adapter=adapter, image_size=image_size)
         return cls(model, device=device, precision=precision, compile=compile)

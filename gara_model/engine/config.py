@@ -93,8 +93,9 @@ class TrainConfig:
     precision: str = "auto"
     output_dir: str = "runs/gara"
     resume: bool = False
-    overwrite: bool = field(default=False, metadata={"help": "start afresh in an output_dir that holds a checkpoint, "
-                                                             "deleting it; without this (or resume) such a run is refused"})
+    overwrite: bool = field(default=False, metadata={
+        "help": "start afresh in an output_dir that holds a checkpoint, deleting it; without this (or resume) such a "
+                "run is refused"})
     evaluate: bool = True
 
     def __post_init__(self) -> None:

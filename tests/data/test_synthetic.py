@@ -54,7 +54,8 @@ def test_the_default_dataset_gives_valid_scenes_in_any_access_order():
         np.testing.assert_array_equal(sample.image, backwards[i].image)
         np.testing.assert_array_equal(sample.masks, backwards[i].masks)
         assert sample.image.shape == (128, 128, 3) and 1 <= len(sample.masks) <= 4
-        assert sample.masks.sum(axis=0).max() == 1 and (sample.masks.reshape(len(sample.masks), -1).sum(1) >= min_area).all()
+        assert sample.masks.sum(axis=0).max() == 1  # disjoint
+        assert (sample.masks.reshape(len(sample.masks), -1).sum(1) >= min_area).all()
         assert sample.meta["image_id"] == i
 
 

@@ -289,7 +289,8 @@ def test_a_fresh_run_never_overwrites_a_checkpoint_unless_told(tmp_path, capsys)
     with pytest.raises(SystemExit) as exited:
         main([*TINY_RUN, "steps=2", f"output_dir={run_dir}"])
     err = capsys.readouterr().err
-    assert exited.value.code == 2 and err.startswith(f"error: {run_dir} already holds a checkpoint") and err.count("\n") == 1
+    assert exited.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: {run_dir} already holds a checkpoint")
     assert {name: (run_dir / name).read_bytes() for name in saved} == saved
     with pytest.raises(ValueError, match="resume and overwrite exclude each other"):
         run(tmp_path, "kept", "steps=2", "resume=true", "overwrite=true")

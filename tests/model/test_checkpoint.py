@@ -180,7 +180,7 @@ def test_the_file_metadata_is_json_holding_the_config_and_the_base(tiny_sam, tmp
                                             "fingerprint": hashlib.sha256(patch_weight.tobytes()).hexdigest()[:16]}
 
 
-def test_the_builder_gives_the_model_the_size_and_scaling_an_adapter_was_trained_at(tiny_sam, sam_pth, tmp_path, images):
+def test_the_builder_applies_the_size_and_scaling_of_an_adapter_file(tiny_sam, sam_pth, tmp_path, images):
     trained = set_scaling(set_image_size(make_gara(tiny_sam), 64), "basam")
     path = save_adapter(trained, tmp_path / "a64.safetensors")
     assert read_adapter_config(path)[1]["scaling"] == "basam"
