@@ -17,10 +17,9 @@ from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
 from gara_model.adapters import GatedRankAdapter
 from gara_model.adapters.variants import GatedRank
-from gara_model.build import build_sam
+from gara_model.build import build_model
 from gara_model.config import GaraConfig
 from gara_model.device import resolve_device
-from gara_model.modeling import inject_adapters
 
 REPO = Path(__file__).resolve().parents[1]
 QKV_SHAPE = (4096, 768, 2304)  # ViT-B global-attention block: tokens x C @ C x 3C
@@ -117,15 +116,15 @@ def sam_variant(args: argparse.Namespace) -> str:
     return "tiny" if args.tiny else "vit_b"
 
 
-def random_sam(variant: str, seed: int = 0):
-    """A plain SAM with random weights (speed does not depend on the values)."""
+def random_sam(variant: str, seed: int = 0, config: GaraConfig | None = None):
+    """SAM with random weights (speed does not depend on the values), with fresh `config` adapters if given."""
     torch.manual_seed(seed)
-    return build_sam(variant)
+    return build_model(variant, config=config, pretrained=False)
 
 
 def gara_sam(variant: str, config: GaraConfig = GaraConfig(), seed: int = 0):
     """GaRA-SAM with random weights and non-zero adapters (lora_B random), in eval mode."""
-    model = inject_adapters(random_sam(variant, seed), config)
+    model = random_sam(variant, seed, config)
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, GatedRankAdapter):

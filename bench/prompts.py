@@ -18,7 +18,8 @@ import torch
 from segment_anything import SamPredictor
 
 from bench.common import interleaved, parser, random_image, random_sam, ratio, sam_variant, setup, summary, timed
-from gara_model.predictor import GaraPredictor, ObjectPrompt
+from gara_model.predictor import GaraPredictor
+from gara_model.prompts import ObjectPrompt
 
 COUNTS = (1, 4, 16, 64)
 

@@ -1,4 +1,6 @@
-"""Builders: SAM from segment_anything's own classes (official variants and a tiny one), plus GaRA adapters.
+"""The one assembly of a model, `build_model`: SAM from segment_anything's own classes (official variants and a
+tiny one), its weights, GaRA adapters (fresh from a config, or trained from a file) and the encoder's input size
+and scaling.
 
 SAM hyper-parameters live here only: the official ones in segment_anything's `sam_model_registry`,
 the tiny one (tests, the embedded default) in `build_sam_tiny`.
@@ -17,12 +19,12 @@ from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncode
 
 from gara_model.checkpoint import OFFICIAL_CHECKPOINTS, CheckpointError, load_adapter, load_sam_weights, read_adapter_config
 from gara_model.config import GaraConfig
-from gara_model.modeling import inject_adapters, set_image_size
+from gara_model.modeling import inject_adapters, model_scaling, set_image_size, set_scaling
 
 log = logging.getLogger(__name__)
 
 EMBEDDED_TINY_CHECKPOINT = Path(__file__).parent / "assets" / "tiny_sam.safetensors"
-# GaRA (r_L 4, r_H 32) for the embedded tiny SAM: seed 0 of scripts/reproduce_table5.py (docs/reproduction.md).
+# GaRA (r_L 4, r_H 32) for the embedded tiny SAM: seed 0 of scripts/reproduce.py (docs/reproduction.md).
 EMBEDDED_TINY_ADAPTER = Path(__file__).parent / "assets" / "tiny_gara.safetensors"
 _PIXEL_MEAN = [123.675, 116.28, 103.53]
 _PIXEL_STD = [58.395, 57.12, 57.375]
@@ -73,73 +75,67 @@ SAM_BUILDERS = {
 }
 
 
-def build_sam(
-    variant: str = "vit_b",
-    checkpoint: str | os.PathLike | None = None,
-    image_size: int | None = None,
-    scaling: str = "none",
-) -> Sam:
-    """A plain SAM in eval mode; weights from `checkpoint` (official .pth or our .safetensors), else random.
+def sam_weights(variant: str, checkpoint: str | os.PathLike | None, pretrained: bool = True) -> Path | None:
+    """Which weights a SAM of `variant` gets: `checkpoint` when given; else, pretrained, the embedded ones for
+    "tiny" and an error naming the file to download for any other variant (adapters trained or evaluated on a
+    randomly initialised SAM mean nothing); else None, SAM's random initialisation."""
+    if checkpoint is not None:
+        return Path(checkpoint)
+    if not pretrained:
+        return None
+    if variant != "tiny":
+        expected = OFFICIAL_CHECKPOINTS.get(variant, "a SAM checkpoint")
+        raise CheckpointError(f"SAM variant {variant!r} needs a checkpoint (e.g. {expected}); only 'tiny' has embedded weights")
+    log.info("no SAM checkpoint given: using the embedded tiny SAM (%s)", EMBEDDED_TINY_CHECKPOINT.name)
+    return EMBEDDED_TINY_CHECKPOINT
 
-    image_size: the encoder's input size (a multiple of the patch size; None = native, 1024 for official SAM);
-    scaling: "none" or "basam" (BA-SAM's attention in the global blocks). See `set_image_size`.
+
+def build_model(
+    variant: str = "tiny",
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    adapter: str | os.PathLike | None = None,
+    config: GaraConfig | None = None,
+    image_size: int | None = None,
+    scaling: str | None = None,
+    pretrained: bool = True,
+) -> Sam:
+    """SAM or GaRA-SAM, in eval mode: every model the package runs, trains or evaluates is assembled here.
+
+    variant: one of SAM_BUILDERS. checkpoint, pretrained: its weights, as `sam_weights` decides (pretrained=False
+    without a checkpoint: random, for training a base from scratch, tests and benchmarks).
+    adapter: a trained adapter file; the model takes its config and the image size and scaling it was trained at
+    (logged when they are not the native ones). config: fresh adapters (a no-op until trained); with `adapter`,
+    it must equal the file's. Neither: plain SAM.
+    image_size: the encoder's input size (a multiple of the patch size); scaling: "none" or "basam" (BA-SAM's
+    attention in the global blocks). None keeps the adapter file's, else the native size and SAM's attention.
+    Adapters, where there are any, are the only parameters that train (`mark_only_adapters_trainable`).
     """
     if variant not in SAM_BUILDERS:
         raise ValueError(f"SAM variant must be one of {sorted(SAM_BUILDERS)}, got {variant!r}")
+    weights = sam_weights(variant, checkpoint, pretrained)
     sam = SAM_BUILDERS[variant]()
-    if checkpoint is not None:
-        load_sam_weights(sam, checkpoint, variant)
-    if image_size is not None or scaling != "none":
-        set_image_size(sam, image_size, scaling)
-    return sam.eval()
-
-
-def build_gara_sam(
-    variant: str = "vit_b",
-    checkpoint: str | os.PathLike | None = None,
-    config: GaraConfig | None = None,
-    adapter: str | os.PathLike | None = None,
-    image_size: int | None = None,
-    scaling: str | None = None,
-) -> Sam:
-    """SAM with gated-rank adapters: a fresh `config` (default GaraConfig()), or the trained `adapter` file.
-
-    An adapter file brings the image size and scaling it was trained at; `image_size` / `scaling` (None: keep)
-    then override them, as in `set_image_size`.
-    """
-    sam = build_sam(variant, checkpoint)
+    if weights is not None:
+        load_sam_weights(sam, weights, variant)
     if adapter is not None:
-        stored, _ = read_adapter_config(adapter)
+        stored, base = read_adapter_config(adapter)
         if config is not None and config != stored:
             raise ValueError(f"config {config} differs from the one stored in adapter {Path(adapter)}: {stored}")
-        load_adapter(sam, adapter)
-    else:
-        inject_adapters(sam, config or GaraConfig())
-    if image_size is not None or scaling is not None:
-        set_image_size(sam, image_size, scaling)
+        if (base["image_size"], base["scaling"]) != (sam.image_encoder.img_size, "none"):
+            log.info("adapter %s was trained at image_size %d with scaling %s: the model follows it",
+                     adapter, base["image_size"], base["scaling"])
+        _set_geometry(sam, base["image_size"], base["scaling"])
+        load_adapter(inject_adapters(sam, stored), adapter)
+    elif config is not None:
+        inject_adapters(sam, config)
+    return _set_geometry(sam, image_size, scaling).eval()
+
+
+def _set_geometry(sam: Sam, image_size: int | None, scaling: str | None) -> Sam:
+    """The encoder's input size (`set_image_size`) and attention (`set_scaling`), each only where it changes;
+    None keeps it. SAM at its native size with scaling "none" thus keeps SAM's own modules."""
+    if image_size is not None and image_size != sam.image_encoder.img_size:
+        set_image_size(sam, image_size)
+    if scaling is not None and scaling != model_scaling(sam):
+        set_scaling(sam, scaling)
     return sam
-
-
-def load_embedded_sam() -> Sam:
-    """The tiny SAM trained on clean synthetic scenes that ships inside the package (no download needed)."""
-    return pretrained_sam("tiny")
-
-
-def pretrained_sam(variant: str, checkpoint: str | os.PathLike | None = None, **kwargs) -> Sam:
-    """`build_sam` with trained weights: from `checkpoint`, or the embedded ones for "tiny" when there is none.
-
-    Adapters trained or evaluated on a randomly initialised SAM mean nothing, so a missing checkpoint for any
-    other variant is an error naming the file to download. kwargs: image_size, scaling as in `build_sam`.
-    """
-    if checkpoint is None and variant != "tiny":
-        expected = OFFICIAL_CHECKPOINTS.get(variant, "a SAM checkpoint")
-        raise CheckpointError(f"SAM variant {variant!r} needs a checkpoint (e.g. {expected}); only 'tiny' has embedded weights")
-    if checkpoint is None:
-        log.info("no SAM checkpoint given: using the embedded tiny SAM (%s)", EMBEDDED_TINY_CHECKPOINT.name)
-        checkpoint = EMBEDDED_TINY_CHECKPOINT
-    return build_sam(variant, checkpoint, **kwargs)
-
-
-def load_embedded_gara_sam() -> Sam:
-    """The embedded tiny SAM with its shipped GaRA adapter, trained on degraded synthetic scenes."""
-    return load_adapter(load_embedded_sam(), EMBEDDED_TINY_ADAPTER)

@@ -1,7 +1,9 @@
 """Weight files: SAM checkpoints (.pth or .safetensors), adapter files (safetensors) and their atomic writing.
 
 Files are told apart by their first bytes, never by their suffix. Every refusal is a `CheckpointError` (or a
-FileNotFoundError) whose message is one line naming the file and what is wrong with it.
+FileNotFoundError) whose message is one line naming the file and what is wrong with it. This module reads, checks
+and writes files and puts checked tensors into a model that fits them; it never changes a model's structure or
+geometry (`build.build_model` applies what a file records).
 """
 
 from __future__ import annotations
@@ -25,9 +27,7 @@ from segment_anything.modeling import Sam
 from torch import nn
 
 from gara_model.config import GaraConfig
-from gara_model.modeling import adapter_layers, adapter_state_dict, gara_config, inject_adapters
-from gara_model.modeling.basam import BiasModeMask
-from gara_model.modeling.resolution import set_image_size
+from gara_model.modeling import adapter_layers, adapter_state_dict, gara_config, model_scaling
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def base_description(sam: Sam) -> dict:
         "embed_dim": int(weight.shape[0]),
         "depth": len(encoder.blocks),
         "image_size": int(encoder.img_size),
-        "scaling": "basam" if any(isinstance(m, BiasModeMask) for m in sam.modules()) else "none",
+        "scaling": model_scaling(sam),
         "fingerprint": hashlib.sha256(weight.numpy().tobytes()).hexdigest()[:16],
     }
 
@@ -233,33 +233,30 @@ def read_adapter_config(path: str | os.PathLike) -> tuple[GaraConfig, dict]:
 
 
 def load_adapter(model: Sam, path: str | os.PathLike, allow_other_base: bool = False) -> Sam:
-    """Loads an adapter file onto a SAM model (injecting the adapters if it has none yet); checks the base model
-    and the file's tensors (names, shapes, dtypes, finite values).
+    """Puts an adapter file's tensors into `model`, which must already be what the file was trained on: the same
+    base SAM (shape and weights' fingerprint; allow_other_base=True skips the fingerprint), input size and scaling,
+    and adapters of the file's config. Checks the tensors (names, shapes, dtypes, finite values) before copying.
 
-    The model takes the image size and scaling the adapter was trained at (`set_image_size`).
+    The model is never reshaped here: `build.build_model(adapter=...)` assembles one from what the file records.
     """
     path = Path(path)
     config, base = read_adapter_config(path)
     tensors = read_state_dict(path, "adapter file")
     own_base = base_description(model)
-    if (base["image_size"], base["scaling"]) != (own_base["image_size"], own_base["scaling"]):
-        log.info("adapter %s was trained at image_size %d with scaling %s: the model follows it",
-                 path, base["image_size"], base["scaling"])
-        set_image_size(model, base["image_size"], base["scaling"])
-    shape_keys = ("embed_dim", "depth")
-    if any(base[k] != own_base[k] for k in shape_keys):
-        raise CheckpointError(
-            f"adapter {path} was trained on a SAM with {', '.join(f'{k}={base[k]}' for k in shape_keys)}, "
-            f"but this model has {', '.join(f'{k}={own_base[k]}' for k in shape_keys)}: wrong base model"
-        )
+    applies_it = "build the model with build_model(adapter=...), which applies the file's"
+    for keys, remedy in ((("embed_dim", "depth"), "wrong base model"), (("image_size", "scaling"), applies_it)):
+        if any(base[k] != own_base[k] for k in keys):
+            in_file, in_model = (", ".join(f"{k}={description[k]}" for k in keys) for description in (base, own_base))
+            raise CheckpointError(f"adapter {path} was trained with {in_file}, but this model has {in_model}: {remedy}")
     if base["fingerprint"] != own_base["fingerprint"] and not allow_other_base:
         raise CheckpointError(
             f"adapter {path} was trained on other base weights (fingerprint {base['fingerprint']}, this model "
             f"{own_base['fingerprint']}): load the SAM checkpoint it was trained on, or pass allow_other_base=True"
         )
     if not adapter_layers(model):
-        inject_adapters(model, config)
-    elif gara_config(model) != config:
+        raise CheckpointError(f"adapter {path}: this model has no GaRA adapters; build it with "
+                              "build_model(adapter=...), which injects the file's")
+    if gara_config(model) != config:
         raise CheckpointError(f"adapter {path} has config {config}, but the model's adapters have {gara_config(model)}")
     own = adapter_state_dict(model)
     if tensors.keys() != own.keys():

@@ -11,9 +11,10 @@ from gara_model.checkpoint import CheckpointError
 
 @contextmanager
 def one_line_errors(parser: argparse.ArgumentParser) -> Iterator[None]:
-    """A missing or refused file the user named ends the tool with `error: <message>` and exit status 2 (as
-    argparse does for a bad argument); any other exception keeps its traceback, since it is a bug to report."""
+    """A missing, refused or already existing file the user named ends the tool with `error: <message>` and exit
+    status 2 (as argparse does for a bad argument); any other exception keeps its traceback, since it is a bug to
+    report."""
     try:
         yield
-    except (FileNotFoundError, CheckpointError) as error:
+    except (FileNotFoundError, FileExistsError, CheckpointError) as error:
         parser.exit(2, f"error: {error}\n")

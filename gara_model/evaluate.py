@@ -12,14 +12,13 @@ import argparse
 import logging
 from pathlib import Path
 
-from gara_model.build import pretrained_sam
-from gara_model.checkpoint import load_adapter
+from gara_model.build import build_model
 from gara_model.cli import one_line_errors
 from gara_model.data.build import dataset_from_spec
 from gara_model.data.corruptions import EVAL_CORRUPTIONS
 from gara_model.engine.evaluation import evaluate
 from gara_model.engine.report import write_report
-from gara_model.modeling.resolution import set_image_size
+from gara_model.modeling import SCALINGS, model_scaling
 from gara_model.predictor import GaraPredictor
 
 
@@ -48,8 +47,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompts", default="point,box")
     parser.add_argument("--random-points", type=int, default=0, help="extra seeded random points per object")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--image-size", default="", help="comma-separated encoder input sizes to compare (default: native)")
-    parser.add_argument("--scaling", default="none", help="comma-separated: none, basam (BA-SAM at sizes other than native)")
+    parser.add_argument("--image-size", default="", help="comma-separated encoder input sizes to compare "
+                        "(default: each adapter's own, native for the base SAM)")
+    parser.add_argument("--scaling", default="", help="comma-separated: none, basam (BA-SAM at sizes other than "
+                        "native); default: each adapter's own (none for the base SAM)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="outputs/eval")
     args = parser.parse_args(argv)
@@ -62,18 +63,17 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--adapter {item!r}: use NAME=FILE")
         models.append((name, path))
     sizes = [int(s) for s in args.image_size.split(",") if s] or [None]
-    scalings = [s for s in args.scaling.split(",") if s]
+    scalings = [s for s in args.scaling.split(",") if s] or [None]
+    if set(scalings) - {None, *SCALINGS}:
+        parser.error(f"--scaling {args.scaling!r}: each must be one of {', '.join(SCALINGS)}")
     with one_line_errors(parser):
         predictors = {}
         for name, adapter in models:
             for size in sizes:
                 for scaling in scalings:
-                    model = pretrained_sam(args.sam, args.checkpoint)
-                    if adapter is not None:
-                        load_adapter(model, adapter)
-                    if size is not None or scaling != "none":
-                        set_image_size(model, size, scaling)
-                    label = name if len(sizes) == 1 and len(scalings) == 1 else f"{name} @{model.image_encoder.img_size} {scaling}"
+                    model = build_model(args.sam, args.checkpoint, adapter=adapter, image_size=size, scaling=scaling)
+                    label = (name if len(sizes) == 1 and len(scalings) == 1
+                             else f"{name} @{model.image_encoder.img_size} {model_scaling(model)}")
                     predictors[label] = GaraPredictor(model, device=args.device)
         if not predictors:
             parser.error("nothing to evaluate: give --adapter or drop --no-base")

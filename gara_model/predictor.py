@@ -2,30 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from segment_anything.modeling import MaskDecoder, Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from gara_model.device import autocast, resolve_device
-from gara_model.modeling import adapter_layers, set_image_size
 from gara_model.adapters.gates import GateSummary, record_gates, summarize_gates
+from gara_model.build import EMBEDDED_TINY_ADAPTER, build_model
+from gara_model.device import autocast, resolve_device
+from gara_model.modeling import adapter_layers
+from gara_model.prompts import ObjectPrompt, validate_prompt
 
-
-@dataclass
-class ObjectPrompt:
-    """Prompts for one object, in pixel coordinates of the original image.
-
-    points: N x 2 (X, Y), labels: N (1 foreground, 0 background), box: 4 (XYXY) or None.
-    """
-
-    object_id: str = ""
-    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
-    labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
-    box: np.ndarray | None = None
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -36,36 +28,6 @@ class Prediction:
     iou_scores: np.ndarray  # O x C float32, the decoder's predicted IoU
     low_res_logits: np.ndarray  # O x C x h x w float32 (h = w = 4 x the embedding grid)
     gates: GateSummary | None  # the image's adapter decisions; None for a model without adapters
-
-
-def validate_prompt(prompt: ObjectPrompt, index: int, image_size: tuple[int, int]) -> ObjectPrompt:
-    """Checked copy of a prompt (box clipped to the image); ValueError naming the object for bad input."""
-    name = f"object {prompt.object_id!r}" if prompt.object_id else f"object #{index}"
-    height, width = image_size
-    points = np.asarray(prompt.points, dtype=np.float32).reshape(-1, 2) if np.size(prompt.points) else np.zeros((0, 2), np.float32)
-    labels = np.asarray(prompt.labels).reshape(-1)
-    if len(labels) != len(points):
-        raise ValueError(f"{name}: {len(points)} points but {len(labels)} labels")
-    if not np.isin(labels, (0, 1)).all():
-        raise ValueError(f"{name}: point labels must be 1 (foreground) or 0 (background), got {sorted(set(labels.tolist()))}")
-    if not np.isfinite(points).all():
-        raise ValueError(f"{name}: points contain NaN or infinity")
-    outside = (points[:, 0] < 0) | (points[:, 0] > width) | (points[:, 1] < 0) | (points[:, 1] > height)
-    if outside.any():
-        raise ValueError(f"{name}: point {points[outside][0].tolist()} is outside the {width} x {height} image")
-    box = None
-    if prompt.box is not None:
-        box = np.asarray(prompt.box, dtype=np.float32).reshape(-1)
-        if box.shape != (4,) or not np.isfinite(box).all():
-            raise ValueError(f"{name}: box must be 4 finite numbers x1, y1, x2, y2, got {prompt.box}")
-        if box[2] <= box[0] or box[3] <= box[1]:
-            raise ValueError(f"{name}: box {box.tolist()} has x2 <= x1 or y2 <= y1")
-        box = np.clip(box, 0, [width, height, width, height]).astype(np.float32)
-        if box[2] <= box[0] or box[3] <= box[1]:
-            raise ValueError(f"{name}: box {prompt.box} lies outside the {width} x {height} image")
-    if len(points) == 0 and box is None:
-        raise ValueError(f"{name}: empty prompt, give at least one point or a box")
-    return ObjectPrompt(object_id=prompt.object_id, points=points, labels=labels.astype(np.int64), box=box)
 
 
 def decode_masks(
@@ -123,7 +85,7 @@ class GaraPredictor:
     @classmethod
     def from_files(
         cls,
-        sam_variant: str = "vit_b",
+        sam_variant: str | None = None,
         checkpoint: str | os.PathLike | None = None,
         adapter: str | os.PathLike | None = None,
         device: str | torch.device = "auto",
@@ -131,22 +93,19 @@ class GaraPredictor:
         image_size: int | None = None,
         compile: bool = False,
     ) -> "GaraPredictor":
-        """SAM `checkpoint` (+ optional `adapter` file); with neither, the embedded tiny GaRA-SAM (base + adapter).
+        """SAM `checkpoint` of `sam_variant` (None: vit_b) with an optional `adapter` file, by `build.build_model`.
 
-        image_size: the encoder's input size (None = the adapter's, else the model's native one; the scaling stays
-        the adapter's); masks stay at the image's own size. compile: as in `GaraPredictor`.
+        Without a checkpoint the base is the embedded tiny SAM, whatever `sam_variant` names (the node's rule too;
+        logged), and without an adapter file either, its shipped GaRA adapter. image_size: the encoder's input
+        size (None = the adapter's, else the model's native one; the scaling stays the adapter's); masks stay at the
+        image's own size. compile: as in `GaraPredictor`.
         """
-        from gara_model.build import build_sam, load_embedded_gara_sam, load_embedded_sam
-        from gara_model.checkpoint import load_adapter
-
-        if checkpoint is None and adapter is None:
-            model = load_embedded_gara_sam()
-        else:
-            model = load_embedded_sam() if checkpoint is None else build_sam(sam_variant, checkpoint)
-        if adapter is not None:
-            load_adapter(model, adapter)
-        if image_size is not None:
-            set_image_size(model, image_size, scaling=None)
+        if checkpoint is None:
+            if sam_variant not in (None, "tiny"):
+                log.info("no SAM checkpoint: the embedded tiny SAM (sam_variant %r applies to a checkpoint only)",
+                         sam_variant)
+            sam_variant, adapter = "tiny", EMBEDDED_TINY_ADAPTER if adapter is None else adapter
+        model = build_model(sam_variant or "vit_b", checkpoint, adapter=adapter, image_size=image_size)
         return cls(model, device=device, precision=precision, compile=compile)
 
     @property
@@ -214,7 +173,7 @@ class GaraPredictor:
             if has_box:
                 box = np.stack([prompts[i].box for i in members])
                 boxes = torch.as_tensor(self.transform.apply_boxes(box, self.original_size), device=self.device)
-            group_logits, group_scores = self.predict_torch(coords, labels, boxes, multimask_output)
+            group_logits, group_scores = self.decode_prompts(coords, labels, boxes, multimask_output)
             for j, i in enumerate(members):
                 low_res[i], scores[i] = group_logits[j], group_scores[j]
         low_res_logits = torch.stack(low_res)  # O x C x h x w
@@ -232,16 +191,19 @@ class GaraPredictor:
         )
 
     @torch.no_grad()
-    def predict_torch(
+    def decode_prompts(
         self,
         point_coords: torch.Tensor | None,
         point_labels: torch.Tensor | None,
         boxes: torch.Tensor | None,
         multimask_output: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompts already in the resized frame: point_coords O x N x 2, point_labels O x N, boxes O x 4.
+        """The decoder's output for O objects of one prompt layout on the set image (the tensor step of `predict`).
 
-        Returns low-res mask logits O x C x h x w and predicted IoU O x C.
+        point_coords O x N x 2 (X, Y) and boxes O x 4 (XYXY) are in the resized frame (ResizeLongestSide of the
+        encoder's input size); point_labels O x N. Returns low-res mask logits O x C x h x w (h = w = 4 x the
+        embedding grid, not upscaled or thresholded: `predict` does that) and predicted IoU O x C, C = 3 with
+        multimask_output else 1. Unlike SamPredictor.predict_torch it takes no mask_input.
         """
         points = (point_coords.float(), point_labels) if point_coords is not None else None
         decoder = self.model.mask_decoder

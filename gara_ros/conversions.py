@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from gara_model.predictor import ObjectPrompt
+from gara_model.prompts import ObjectPrompt
 from gara_ros.msg import ObjectResult, SegmentPrompt, SegmentResult
 
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from gara_model.predictor import GaraPredictor, ObjectPrompt, validate_prompt
+from gara_model.predictor import GaraPredictor
+from gara_model.prompts import ObjectPrompt, validate_prompt
 from gara_ros import conversions
 from gara_ros.conversions import ConversionError
 from gara_ros.frames import DeliveryMonitor, Frame, FrameBuffer

@@ -25,8 +25,7 @@ from pathlib import Path
 
 import torch
 
-from gara_model.build import load_embedded_sam
-from gara_model.checkpoint import load_adapter
+from gara_model.build import build_model
 from gara_model.data.build import dataset_from_spec
 from gara_model.data.corruptions import EVAL_CORRUPTIONS
 from gara_model.engine.evaluation import evaluate
@@ -56,7 +55,7 @@ def slug(name: str) -> str:
 
 def train_command(name: str, seed: int, steps: int, out: Path, extra: list[str]) -> list[str]:
     return [sys.executable, "-m", "gara_model.train", f"steps={steps}", "batch_size=8", f"seed={seed}", "evaluate=false",
-            "data.num_workers=0", f"save_every={steps}", f"output_dir={out / f'{slug(name)}_s{seed}'}",
+            "data.num_workers=0", f"save_every={steps}", f"output_dir={out / f'{slug(name)}_s{seed}'}", "overwrite=true",
             *RECIPE, *MODELS[name], *extra]
 
 
@@ -90,9 +89,9 @@ def main() -> None:
     trained = time.time()
 
     torch.set_num_threads(1)
-    predictors = {"SAM (frozen)": GaraPredictor(load_embedded_sam(), device="cpu")}
+    predictors = {"SAM (frozen)": GaraPredictor(build_model("tiny"), device="cpu")}
     for name, seed, _ in commands:
-        model = load_adapter(load_embedded_sam(), runs / f"{slug(name)}_s{seed}" / "adapter.safetensors")
+        model = build_model("tiny", adapter=runs / f"{slug(name)}_s{seed}" / "adapter.safetensors")
         predictors[f"{name} #{seed}"] = GaraPredictor(model, device="cpu")
     test_set = {"synthetic": dataset_from_spec({"name": "synthetic", "size": args.test_scenes, "seed": 10_000})}
     evaluation = evaluate(predictors, test_set, CONDITIONS, severity=3, seed=0)

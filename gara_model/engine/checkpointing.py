@@ -31,13 +31,23 @@ from gara_model.checkpoint import (
 from gara_model.engine.config import TrainConfig
 
 
+ADAPTER_WEIGHTS, BASE_WEIGHTS = "adapter.safetensors", "sam.safetensors"
+
+
 def weights_path(cfg: TrainConfig, run_dir: Path) -> Path:
     """The file a run delivers: its adapters, or with train_base the whole SAM."""
-    return run_dir / ("sam.safetensors" if cfg.model.train_base else "adapter.safetensors")
+    return run_dir / (BASE_WEIGHTS if cfg.model.train_base else ADAPTER_WEIGHTS)
 
 
 def train_state_path(run_dir: Path, step: int) -> Path:
     return run_dir / f"train_state_step{step}.pt"
+
+
+def checkpoint_files(run_dir: Path) -> list[Path]:
+    """The checkpoint files `run_dir` holds, of either kind of run (adapters or train_base): what a fresh run in it
+    would replace or delete."""
+    weights = [run_dir / name for name in (ADAPTER_WEIGHTS, BASE_WEIGHTS) if (run_dir / name).is_file()]
+    return weights + sorted(run_dir.glob("train_state_step*.pt"))
 
 
 def save_checkpoint(model: Sam, optimizer, scaler, step: int, cfg: TrainConfig, run_dir: Path) -> None:

@@ -104,12 +104,17 @@ class TrainConfig:
     precision: str = "auto"
     output_dir: str = "runs/gara"
     resume: bool = False
+    overwrite: bool = field(default=False, metadata={
+        "help": "start afresh in an output_dir that holds a checkpoint, deleting it; without this (or resume) such a "
+                "run is refused"})
     evaluate: bool = True
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "save_every", "log_every", "probe_every"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite exclude each other: continue the run in output_dir, or start afresh")
 
     @property
     def lr(self) -> float:

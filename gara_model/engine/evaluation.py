@@ -19,7 +19,8 @@ from gara_model.data.corruptions import corrupt, corruption_severity
 from gara_model.data.prompts import EVAL_PROTOCOL, eval_prompts
 from gara_model.engine.gate_adaptivity import GateAdaptivity, gate_adaptivity
 from gara_model.engine.metrics import iou_and_dice
-from gara_model.predictor import GaraPredictor, ObjectPrompt
+from gara_model.predictor import GaraPredictor
+from gara_model.prompts import ObjectPrompt
 
 PROMPT_TYPES = ("point", "box")
 

@@ -8,7 +8,6 @@ from segment_anything.modeling.image_encoder import Attention, add_decomposed_re
 from torch import nn
 
 from gara_model.adapters import GaraLinear, Gates
-from gara_model.modeling.basam import BiasModeMask
 
 # "sdpa": F.scaled_dot_product_attention with the relative-position terms as an additive float mask, equal to SAM
 # to float tolerance and measured 1.3-1.8x faster on CPU (docs/basam.md); "sam": SAM's own math, bit for bit.
@@ -36,7 +35,8 @@ def rel_pos_bias(
 class EncoderAttention(nn.Module):
     """Takes over a SAM `Attention` (same parameters and state-dict names) and computes the same attention.
 
-    backend: one of ATTENTION_BACKENDS. bias_mode: a `BiasModeMask` (BA-SAM, global blocks only) or None for SAM.
+    backend: one of ATTENTION_BACKENDS. bias_mode: a `basam.BiasModeMask` (BA-SAM, global blocks only; installed by
+    `basam.set_scaling`) or None for SAM.
     """
 
     def __init__(self, attn: Attention | EncoderAttention) -> None:
@@ -50,7 +50,7 @@ class EncoderAttention(nn.Module):
             self.rel_pos_h = attn.rel_pos_h
             self.rel_pos_w = attn.rel_pos_w
         self.backend = getattr(attn, "backend", DEFAULT_ATTENTION_BACKEND)
-        self.bias_mode: BiasModeMask | None = getattr(attn, "bias_mode", None)
+        self.bias_mode = getattr(attn, "bias_mode", None)
 
     def project_qkv(self, x: torch.Tensor, gates: dict[str, Gates] | None) -> torch.Tensor:
         """x: B x H x W x C -> B x H x W x 3C."""

@@ -1,11 +1,17 @@
-"""BA-SAM (Song et al., CVPR 2024, arXiv 2401.02317): global attention that extrapolates to other token counts."""
+"""BA-SAM (Song et al., CVPR 2024, arXiv 2401.02317): global attention that extrapolates to other token counts,
+and its installation in (or removal from) a SAM or GaRA-SAM image encoder."""
 
 from __future__ import annotations
 
 import math
 
 import torch
+from segment_anything.modeling import Sam
 from torch import nn
+
+from gara_model.modeling.attention import EncoderAttention
+
+SCALINGS = ("none", "basam")
 
 
 def token_distances(hw: tuple[int, int], device: torch.device | None = None) -> torch.Tensor:
@@ -41,3 +47,36 @@ class BiasModeMask(nn.Module):
     def forward(self, hw: tuple[int, int]) -> torch.Tensor:
         """The additive mask for an H x W token grid: (H * W) x (H * W), 0 on the diagonal, falling with distance."""
         return -self.coefficient * token_distances(hw, self.coefficient.device)
+
+
+def set_scaling(sam: Sam, scaling: str) -> Sam:
+    """Gives every global-attention block of `sam` (plain or GaRA-SAM) BA-SAM's attention ("basam") or SAM's ("none"),
+    in place; windowed blocks keep their token count at every image size and stay as they are.
+
+    "basam" keeps a block's `BiasModeMask` where it has one (a trained coefficient stays) and adds a fresh one
+    elsewhere, for the encoder's native token count (its positional embedding's grid). A fresh coefficient
+    trains, as every adapter part does (`mark_only_adapters_trainable`). "none" removes them.
+    """
+    if scaling not in SCALINGS:
+        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
+    encoder = sam.image_encoder
+    if encoder.pos_embed is None:
+        raise ValueError("sam: BA-SAM needs an image encoder with an absolute positional embedding (SAM's)")
+    native_tokens = encoder.pos_embed.shape[1] * encoder.pos_embed.shape[2]  # pos_embed: 1 x H x W x C
+    for block in encoder.blocks:
+        if block.window_size > 0:
+            continue
+        if scaling == "none":
+            if isinstance(block.attn, EncoderAttention):
+                block.attn.bias_mode = None
+            continue
+        if not isinstance(block.attn, EncoderAttention):
+            block.attn = EncoderAttention(block.attn).train(block.training)
+        if block.attn.bias_mode is None:
+            block.attn.bias_mode = BiasModeMask(native_tokens).to(encoder.pos_embed.device).train(block.training)
+    return sam
+
+
+def model_scaling(sam: nn.Module) -> str:
+    """"basam" if any block of `sam` has BA-SAM's attention, else "none"."""
+    return "basam" if any(isinstance(m, BiasModeMask) for m in sam.modules()) else "none"

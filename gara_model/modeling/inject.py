@@ -43,7 +43,7 @@ def gara_config(model: nn.Module) -> GaraConfig:
     """The adapter config the model was injected with; ValueError if it has no adapters."""
     layers = adapter_layers(model)
     if not layers:
-        raise ValueError("this model has no GaRA adapters (use inject_adapters or build_gara_sam)")
+        raise ValueError("this model has no GaRA adapters (use inject_adapters or build_model)")
     return next(iter(layers.values())).config
 
 

@@ -1,4 +1,5 @@
-"""Running SAM (or GaRA-SAM) at another input size than it was trained for, optionally with BA-SAM's attention."""
+"""Running SAM (or GaRA-SAM) at another input size than it was trained for: the geometry (BA-SAM's attention is
+`basam.py`'s)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,6 @@ import torch
 import torch.nn.functional as F
 from segment_anything.modeling import ImageEncoderViT, Sam
 from torch import nn
-
-from gara_model.modeling.attention import EncoderAttention
-from gara_model.modeling.basam import BiasModeMask
-from gara_model.modeling.inject import adapter_layers, mark_only_adapters_trainable
-
-SCALINGS = ("none", "basam")
 
 
 def resize_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -54,21 +49,17 @@ class ResizableImageEncoder(nn.Module):
         return self.neck(x.permute(0, 3, 1, 2))  # B x h x w x C -> B x C x h x w
 
 
-def set_image_size(sam: Sam, image_size: int | None = None, scaling: str | None = "none") -> Sam:
-    """Runs `sam` (plain or GaRA-SAM) on image_size x image_size inputs (None: keep the current size), in place.
+def set_image_size(sam: Sam, image_size: int) -> Sam:
+    """Runs `sam` (plain or GaRA-SAM) on image_size x image_size inputs, in place.
 
     The image encoder, the prompt encoder's grid and the mask geometry follow the new size; SAM's weights are never
     changed (the positional embedding is resized on the fly, relative-position tables by SAM's `get_rel_pos`).
-    scaling "basam" gives every global-attention block a `BiasModeMask` (kept if it has one); "none" removes it;
-    None keeps whatever the blocks have.
+    The attention stays as it is: BA-SAM's, for sizes other than the native one, is `basam.set_scaling`'s.
     """
-    if scaling is not None and scaling not in SCALINGS:
-        raise ValueError(f"scaling must be one of {SCALINGS}, got {scaling!r}")
     encoder = sam.image_encoder
     if encoder.pos_embed is None:
         raise ValueError("sam: image_size needs an image encoder with an absolute positional embedding (SAM's)")
     patch = encoder.patch_embed.proj.kernel_size[0]
-    image_size = encoder.img_size if image_size is None else image_size
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0 or image_size % patch:
         raise ValueError(f"image_size must be a positive multiple of the patch size {patch}, got {image_size!r}")
     if not isinstance(encoder, ResizableImageEncoder):
@@ -79,18 +70,4 @@ def set_image_size(sam: Sam, image_size: int | None = None, scaling: str | None 
     prompt_encoder.image_embedding_size = (grid, grid)
     prompt_encoder.input_image_size = (image_size, image_size)
     prompt_encoder.mask_input_size = (4 * grid, 4 * grid)
-    native_tokens = encoder.pos_embed.shape[1] * encoder.pos_embed.shape[2]
-    for block in encoder.blocks:
-        if block.window_size > 0 or scaling is None:  # windows keep their token count at every image size
-            continue
-        if scaling == "none":
-            if isinstance(block.attn, EncoderAttention):
-                block.attn.bias_mode = None
-        else:
-            if not isinstance(block.attn, EncoderAttention):
-                block.attn = EncoderAttention(block.attn).train(block.training)
-            if block.attn.bias_mode is None:
-                block.attn.bias_mode = BiasModeMask(native_tokens).to(encoder.pos_embed.device).train(block.training)
-    if adapter_layers(sam):
-        mark_only_adapters_trainable(sam)  # the new BA-SAM coefficients train with the adapters
     return sam

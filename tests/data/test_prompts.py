@@ -72,8 +72,26 @@ def test_jitter_is_bounded_and_clipped(masks):
         jitter_boxes(boxes, (30, 40), -1, np.random.default_rng(0))
 
 
+# What each version of the evaluation protocol prompts for the `masks` fixture (2 extra points, seed 5). Changing
+# eval_prompts' output needs a new EVAL_PROTOCOL with its entry here, so that results rows of two protocols (EvalRow
+# records the tag) are never taken for one.
+PROTOCOL_PROMPTS = {
+    "gara-eval-v1": {
+        "points": [[[11, 8], [21, 10], [22, 9]], [[20, 15], [28, 19], [12, 15]], [[1, 1], [2, 18], [2, 8]]],
+        "boxes": [[8, 5, 29, 11], [11, 6, 29, 24], [0, 0, 39, 29]],
+    },
+}
+
+
+def test_the_protocol_tag_names_the_prompts_it_gives(masks):
+    expected = PROTOCOL_PROMPTS[EVAL_PROTOCOL]
+    prompts = eval_prompts(masks, num_random_points=2, seed=5)
+    np.testing.assert_array_equal(prompts.points, expected["points"])
+    np.testing.assert_array_equal(prompts.boxes, expected["boxes"])
+    np.testing.assert_array_equal(prompts.labels, np.ones((3, 3)))
+
+
 def test_eval_protocol_is_deterministic(masks):
-    assert EVAL_PROTOCOL == "gara-eval-v1"
     first = eval_prompts(masks, num_random_points=2, seed=5)
     assert first.points.shape == (3, 3, 2) and first.labels.shape == (3, 3)
     np.testing.assert_array_equal(first.points[:, 0], interior_points(masks))

@@ -5,13 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from gara_model.build import load_embedded_sam
+from gara_model.build import build_model
 from gara_model.config import GaraConfig
+from gara_model.data.prompts import EVAL_PROTOCOL
 from gara_model.data.synthetic import SyntheticInstances
 from gara_model.engine.evaluation import evaluate
 from gara_model.engine.report import write_report
-from gara_model.modeling import inject_adapters
 from gara_model.predictor import GaraPredictor
+from tests.model.tiny import gate_outputs, spread_gates
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,7 @@ def scenes():
 
 
 def predictor_with_threshold(threshold):
-    predictor = GaraPredictor(load_embedded_sam(), device="cpu")
+    predictor = GaraPredictor(build_model("tiny"), device="cpu")
     predictor.model.mask_threshold = threshold  # every logit above it: -inf gives full masks, +inf empty ones
     return predictor
 
@@ -39,24 +40,50 @@ def test_full_and_empty_masks_give_the_known_iou_and_dice(scenes):
             assert row.iou == pytest.approx(expected_iou) and row.dice == pytest.approx(expected_dice)
         else:
             assert row.iou == 0.0 and row.dice == 0.0
-        assert row.high_rank_share is None and row.protocol == "gara-eval-v1"
+        assert row.high_rank_share is None and row.protocol == EVAL_PROTOCOL
 
 
 def test_gate_statistics_and_report_files(scenes, tmp_path):
-    gara = inject_adapters(load_embedded_sam(), GaraConfig(ranks=(2, 4)))
-    evaluation = evaluate({"SAM": GaraPredictor(load_embedded_sam(), device="cpu"), "GaRA": GaraPredictor(gara, device="cpu")},
+    gara = build_model("tiny", config=GaraConfig(ranks=(2, 4)))
+    spread_gates(gara, seed=1)  # adapters that decide differently; B stays 0, so the masks stay SAM's
+    evaluation = evaluate({"SAM": GaraPredictor(build_model("tiny"), device="cpu"), "GaRA": GaraPredictor(gara, device="cpu")},
                           {"scenes": scenes}, prompt_types=["box"], progress=False)
     fresh = {r.model: r for r in evaluation.rows}
     assert fresh["GaRA"].iou == pytest.approx(fresh["SAM"].iou, abs=1e-6)  # a fresh adapter changes nothing
-    assert 0.0 <= fresh["GaRA"].high_rank_share <= 1.0 and fresh["GaRA"].mean_active_components >= 0
+    # the row's gate statistics: per image from the gates' own outputs (rank set 1 = higher; active = non-zero c_i),
+    # then the mean over the images
+    alone = GaraPredictor(gara, device="cpu")
+    per_image = [gate_outputs(gara, lambda i=i: alone.set_image(scenes[i].image)) for i in range(len(scenes))]
+    shares = [np.mean([g.rank_set.item() == 1 for g in gates]) for gates in per_image]
+    active = [np.mean([int((g.coefficients != 0).sum()) for g in gates]) for gates in per_image]
+    assert 0 < np.mean(shares) < 1
+    assert fresh["GaRA"].high_rank_share == pytest.approx(np.mean(shares))
+    assert fresh["GaRA"].mean_active_components == pytest.approx(np.mean(active))
     assert list(evaluation.gates) == ["GaRA"] and evaluation.gates["GaRA"].scenes == [0, 1]
     report = write_report(evaluation, tmp_path)
     assert "| scenes | clear | box |" in report.read_text() and "GaRA IoU" in report.read_text()
     assert "Gate adaptivity" in report.read_text() and (tmp_path / "gates_gara.png").stat().st_size > 1000
     written = json.loads((tmp_path / "results.json").read_text())
     assert written["rows"][1]["model"] == "GaRA" and written["gate_adaptivity"]["GaRA"]["scenes"]["images"] == 2
+    assert {row["protocol"] for row in written["rows"]} == {EVAL_PROTOCOL}  # results say which prompts they used
     assert (tmp_path / "results.csv").read_text().startswith("model,dataset,condition,prompt,iou,dice")
     assert (tmp_path / "iou.png").stat().st_size > 1000
+
+
+def test_evaluate_cli_compares_sizes_keeping_each_adapters_scaling(tmp_path, capsys):
+    """--image-size without --scaling: every model at each size, with the scaling its file records (base SAM: none)."""
+    from gara_model.checkpoint import save_adapter
+    from gara_model.evaluate import main
+
+    adapter = save_adapter(build_model("tiny", config=GaraConfig(ranks=(2, 4)), image_size=64, scaling="basam"),
+                           tmp_path / "basam64.safetensors")
+    main(["--adapter", f"gara={adapter}", "--data", "synthetic:1", "--corruptions", "", "--prompts", "box",
+          "--image-size", "64,96", "--out", str(tmp_path / "eval")])
+    models = [row["model"] for row in json.loads((tmp_path / "eval" / "results.json").read_text())["rows"]]
+    assert models == ["SAM @64 none", "SAM @96 none", "gara @64 basam", "gara @96 basam"]
+    with pytest.raises(SystemExit):
+        main(["--scaling", "none,yarn", "--data", "synthetic:1"])
+    assert "--scaling 'none,yarn': each must be one of none, basam" in capsys.readouterr().err
 
 
 def test_unknown_prompt_type(scenes):
@@ -70,7 +97,7 @@ def test_robust_seg_images_are_evaluated_as_stored_and_never_corrupted_twice(tmp
 
     robust_seg_split(tmp_path / "val", ("clear", "snow", "fog"), count=2)
     dataset = build_dataset("robust_seg", tmp_path, "val")
-    gara = inject_adapters(load_embedded_sam(), GaraConfig(ranks=(2, 4)))
+    gara = build_model("tiny", config=GaraConfig(ranks=(2, 4)))
     predictors = {"GaRA": GaraPredictor(gara, device="cpu")}
     with pytest.raises(ValueError, match=r"already holds images under \['snow'\].*no corruptions"):
         evaluate(predictors, {"rs": dataset}, corruptions=["snow", "night"], progress=False)

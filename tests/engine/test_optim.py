@@ -4,15 +4,14 @@ import pytest
 import torch
 
 from gara_model.adapters.variants import GateVariant
-from gara_model.build import load_embedded_sam
+from gara_model.build import build_model
 from gara_model.engine.config import load_train_config
 from gara_model.engine.optim import build_optimizer
-from gara_model.modeling import inject_adapters
 
 
 def model_and_optimizer(*overrides):
     cfg = load_train_config(overrides=["adapter.ranks=[2, 4]", "adapter.gate_hidden_dim=8", "optim.lr=1e-3", *overrides])
-    model = inject_adapters(load_embedded_sam(), cfg.adapter)
+    model = build_model("tiny", config=cfg.adapter)
     return model, build_optimizer(model, cfg)
 
 

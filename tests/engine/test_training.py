@@ -13,13 +13,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from gara_model.build import build_sam, load_embedded_sam
-from gara_model.checkpoint import load_adapter, read_adapter_config
+from gara_model.build import build_model
+from gara_model.checkpoint import read_adapter_config
 from gara_model.engine.config import load_train_config
 from gara_model.data.synthetic import SyntheticInstances
 from gara_model.engine.batch import TrainItems
 from gara_model.engine.trainer import batch_loss, train
-from gara_model.modeling import adapter_state_dict, inject_adapters
+from gara_model.modeling import adapter_state_dict
 
 TINY_RUN = [
     "data.train=[{name: synthetic, size: 16, seed: 3, num_objects: [1, 1]}]",
@@ -45,7 +45,7 @@ def train_state_file(run_dir):
 
 
 def adapter_weights(run_dir):
-    return adapter_state_dict(load_adapter(load_embedded_sam(), run_dir / "adapter.safetensors"))
+    return adapter_state_dict(build_model("tiny", adapter=run_dir / "adapter.safetensors"))
 
 
 FIXED_DATA = "data.train=[{name: synthetic, size: 2, seed: 99, num_objects: [1, 2]}]"
@@ -59,13 +59,13 @@ def fixed_batch_loss(model, cfg):
 
 
 def fresh_gara(cfg):
-    return inject_adapters(load_embedded_sam(), cfg.adapter)
+    return build_model("tiny", config=cfg.adapter)
 
 
 def test_training_changes_only_adapters_and_lowers_the_loss(tmp_path):
     run_dir, cfg = run(tmp_path, "a", FIXED_DATA, "steps=2", "optim.lr=3e-3", "data.prompt_mode=both", "data.box_jitter=0")
-    trained = load_adapter(load_embedded_sam(), run_dir / "adapter.safetensors")
-    base = load_embedded_sam()
+    trained = build_model("tiny", adapter=run_dir / "adapter.safetensors")
+    base = build_model("tiny")
     base_state = base.state_dict()
     for key, value in trained.state_dict().items():
         if ".adapters." not in key and ".feature." not in key:
@@ -97,8 +97,8 @@ def test_resume_without_checkpoint_is_a_clear_error(tmp_path):
 
 def test_base_training_saves_the_whole_sam(tmp_path):
     run_dir, _ = run(tmp_path, "base", "steps=1", "model.train_base=true", "optim.lr=1e-3")
-    trained = build_sam("tiny", run_dir / "sam.safetensors")
-    base = load_embedded_sam()
+    trained = build_model("tiny", run_dir / "sam.safetensors")
+    base = build_model("tiny")
     changed = [k for k, v in trained.state_dict().items() if not torch.equal(v, base.state_dict()[k])]
     assert any(k.startswith("image_encoder.") for k in changed) and any(k.startswith("mask_decoder.") for k in changed)
 
@@ -136,7 +136,7 @@ def test_training_at_another_size_trains_the_ba_sam_coefficients(tmp_path):
     run_dir, _ = run(tmp_path, "basam", "steps=2", "model.image_size=64", "model.scaling=basam", "optim.lr=1e-2")
     _, base = read_adapter_config(run_dir / "adapter.safetensors")
     assert (base["image_size"], base["scaling"]) == (64, "basam")
-    weights = adapter_weights(run_dir)  # load_adapter brings the embedded model to 64 + BA-SAM
+    weights = adapter_weights(run_dir)  # build_model gives the embedded model the file's 64 + BA-SAM
     coefficients = [v for n, v in weights.items() if n.endswith("bias_mode.coefficient")]
     assert len(coefficients) == 2 and all(abs(c.item() - 0.1) > 1e-4 for c in coefficients)
 
@@ -145,8 +145,8 @@ def test_train_only_changes_just_that_submodule(tmp_path):
     run_dir, _ = run(tmp_path, "head", "steps=1", "model.train_base=true", "model.train_only=mask_decoder.iou_prediction_head",
                      "optim.iou_weight=1", "optim.lr=1e-2")
     torch.manual_seed(0)  # train() seeds with cfg.seed right before building the random-init base
-    base = build_sam("tiny").state_dict()
-    trained = build_sam("tiny", run_dir / "sam.safetensors").state_dict()
+    base = build_model("tiny", pretrained=False).state_dict()
+    trained = build_model("tiny", run_dir / "sam.safetensors").state_dict()
     changed = {k for k, v in trained.items() if not torch.equal(v, base[k])}
     assert changed and all(k.startswith("mask_decoder.iou_prediction_head.") for k in changed)
 
@@ -273,3 +273,60 @@ def test_train_cli_prints_one_error_line_for_user_errors_and_tracebacks_for_the_
     assert err.startswith("error: --resume: no checkpoint in ") and err.count("\n") == 1, err
     with pytest.raises(FloatingPointError, match="non-finite loss"):
         main([*TINY_RUN, "steps=2", f"output_dir={tmp_path / 'nan'}", "optim.focal_weight=.nan"])
+
+
+def test_a_fresh_run_never_overwrites_a_checkpoint_unless_told(tmp_path, capsys):
+    from gara_model.train import main
+
+    run_dir, _ = run(tmp_path, "kept", "steps=1")
+    saved = {path.name: path.read_bytes() for path in (run_dir / "adapter.safetensors", train_state_file(run_dir))}
+    with pytest.raises(FileExistsError) as refused:
+        run(tmp_path, "kept", "steps=2")
+    message = str(refused.value)
+    assert str(run_dir) in message and "adapter.safetensors" in message and "--resume" in message, message
+    assert "overwrite=true" in message and "\n" not in message, message
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main([*TINY_RUN, "steps=2", f"output_dir={run_dir}"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: {run_dir} already holds a checkpoint")
+    assert {name: (run_dir / name).read_bytes() for name in saved} == saved
+    with pytest.raises(ValueError, match="resume and overwrite exclude each other"):
+        run(tmp_path, "kept", "steps=2", "resume=true", "overwrite=true")
+    run(tmp_path, "kept", "steps=1", "seed=1", "overwrite=true")  # afresh, as if the directory were empty
+    fresh, _ = run(tmp_path, "fresh", "steps=1", "seed=1")
+    assert (run_dir / "adapter.safetensors").read_bytes() != saved["adapter.safetensors"]
+    overwritten, expected = load_file(run_dir / "adapter.safetensors"), load_file(fresh / "adapter.safetensors")
+    assert overwritten.keys() == expected.keys() and all(torch.equal(v, expected[k]) for k, v in overwritten.items())
+
+
+def test_config_yaml_is_the_resolved_config_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    run_dir, cfg = run(tmp_path, "cfg", "steps=1", "optim.lr=2e-3")
+    written = (run_dir / "config.yaml").read_text()
+    assert load_train_config(str(run_dir / "config.yaml")) == cfg  # --config takes it back
+    replace = os.replace
+
+    def killed_while_replacing_the_config(src, dst):
+        if Path(dst).name == "config.yaml":
+            raise OSError("simulated kill")
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_while_replacing_the_config)
+    with pytest.raises(OSError, match="simulated kill"):
+        run(tmp_path, "cfg", "steps=2", "optim.lr=2e-3", "resume=true")
+    assert (run_dir / "config.yaml").read_text() == written and not list(run_dir.glob("config.yaml.*"))
+
+
+def test_the_process_group_is_released_when_training_fails(tmp_path):
+    """cleanup_distributed runs in a finally: a run that stops on a non-finite loss still destroys the group."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        with pytest.raises(FloatingPointError):
+            run(tmp_path, "nan", "steps=2", "optim.focal_weight=.nan")
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

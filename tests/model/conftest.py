@@ -5,13 +5,13 @@ import copy
 import pytest
 import torch
 
-from gara_model.build import build_sam
+from gara_model.build import build_model
 
 
 @pytest.fixture(scope="session")
 def tiny_sam_session():
     torch.manual_seed(0)
-    sam = build_sam("tiny")
+    sam = build_model("tiny", pretrained=False)
     # SAM initialises relative positions to zero; random ones make the equality tests stronger.
     with torch.no_grad():
         for name, p in sam.named_parameters():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gara_model.modeling import set_adapters_enabled, set_attention_backend
-from gara_model.modeling.attention import DEFAULT_ATTENTION_BACKEND, EncoderAttention, GatedAttention
+from gara_model.modeling.attention import EncoderAttention, GatedAttention
 
 from .tiny import make_gara
 
@@ -54,10 +54,15 @@ def test_gara_sam_with_disabled_adapters_equals_sam_to_tolerance(tiny_sam, image
     """The default backend over the whole tiny encoder (window and global blocks): atol 1e-5 on its output."""
     gara = make_gara(tiny_sam)
     set_adapters_enabled(gara, False)
-    assert DEFAULT_ATTENTION_BACKEND == "sdpa"
     assert all(m.backend == "sdpa" for m in gara.modules() if isinstance(m, GatedAttention))
+    sdpa, sam_math = copy.deepcopy(gara), copy.deepcopy(gara)
+    set_attention_backend(sdpa, "sdpa")
+    set_attention_backend(sam_math, "sam")
     with torch.no_grad():
         expected, got = tiny_sam.image_encoder(images[:batch]), gara.image_encoder(images[:batch])
+        # the default computes exactly what the "sdpa" backend computes, and not SAM's own math
+        assert torch.equal(got, sdpa.image_encoder(images[:batch]))
+        assert torch.equal(sam_math.image_encoder(images[:batch]), expected)
     assert not torch.equal(got, expected)  # really another computation
     assert torch.allclose(got, expected, atol=ATOL, rtol=0)
 

@@ -9,16 +9,23 @@ import torch
 from segment_anything.modeling import ImageEncoderViT
 from segment_anything.modeling.image_encoder import Attention
 
-from gara_model.build import build_gara_sam, build_sam
+from gara_model.build import build_model
 from gara_model.checkpoint import save_adapter
-from gara_model.modeling import adapter_state_dict, inject_adapters, set_attention_backend, set_image_size
+from gara_model.modeling import (
+    adapter_state_dict,
+    inject_adapters,
+    model_scaling,
+    set_attention_backend,
+    set_image_size,
+    set_scaling,
+)
 from gara_model.modeling.attention import EncoderAttention
 from gara_model.modeling.basam import BiasModeMask, token_distances
 from gara_model.modeling.resolution import resize_pos_embed
-from gara_model.predictor import GaraPredictor, ObjectPrompt
+from gara_model.predictor import GaraPredictor
+from gara_model.prompts import ObjectPrompt
 
-from .test_gara_sam import sam_outputs
-from .tiny import VARIANT_CONFIGS, make_gara
+from .tiny import VARIANT_CONFIGS, make_gara, sam_outputs
 
 GLOBAL_BLOCKS = (1, 3)  # of the tiny SAM; its native grid is 16 x 16 (128 pixels, patch 8)
 
@@ -80,11 +87,11 @@ def test_resizing_the_positional_embedding():
 
 
 def test_default_path_is_bit_identical_to_sam(tiny_sam, images):
-    """Native size and scaling "none": plain SAM keeps SAM's own modules; setting it explicitly changes nothing."""
-    plain = build_sam("tiny")
-    assert type(plain.image_encoder) is ImageEncoderViT
-    assert all(type(block.attn) is Attention for block in plain.image_encoder.blocks)
-    explicit = set_image_size(copy.deepcopy(tiny_sam), 128, "none")
+    """Native size and scaling "none": plain SAM keeps SAM's own modules; setting them explicitly changes nothing."""
+    for plain in (build_model("tiny", pretrained=False), build_model("tiny", image_size=128, scaling="none")):
+        assert type(plain.image_encoder) is ImageEncoderViT
+        assert all(type(block.attn) is Attention for block in plain.image_encoder.blocks)
+    explicit = set_scaling(set_image_size(copy.deepcopy(tiny_sam), 128), "none")
     with torch.no_grad():
         for e, g in zip(sam_outputs(tiny_sam, images), sam_outputs(explicit, images)):
             for key in ("masks", "iou_predictions", "low_res_logits"):
@@ -106,7 +113,7 @@ def test_plain_sam_at_another_size_is_sams_own_encoder_with_a_resized_embedding(
 @pytest.mark.parametrize("adapters", [False, True], ids=["sam", "gara"])
 def test_shapes_at_non_square_multiples_of_the_patch_size(tiny_sam, scaling, adapters):
     model = make_gara(tiny_sam) if adapters else copy.deepcopy(tiny_sam)
-    set_image_size(model, 96, scaling)
+    set_scaling(set_image_size(model, 96), scaling)
     with torch.no_grad():
         for h, w in [(48, 80), (136, 64)]:
             assert model.image_encoder(torch.rand(1, 3, h, w)).shape == (1, 64, h // 8, w // 8)
@@ -115,7 +122,7 @@ def test_shapes_at_non_square_multiples_of_the_patch_size(tiny_sam, scaling, ada
 
 
 def test_sam_forward_and_predictor_at_another_size(tiny_sam, images):
-    model = set_image_size(make_gara(tiny_sam), 64, "basam")
+    model = set_scaling(set_image_size(make_gara(tiny_sam), 64), "basam")
     assert model.prompt_encoder.image_embedding_size == (8, 8) and model.prompt_encoder.input_image_size == (64, 64)
     with torch.no_grad():
         small = torch.nn.functional.interpolate(images, size=(64, 64), mode="bilinear")
@@ -137,9 +144,9 @@ def test_from_files_takes_image_size():
 @pytest.mark.parametrize("order", ["basam_then_adapters", "adapters_then_basam"])
 def test_bias_coefficient_trains_with_the_adapters(tiny_sam, images, order):
     if order == "basam_then_adapters":
-        model = inject_adapters(set_image_size(copy.deepcopy(tiny_sam), 64, "basam"), VARIANT_CONFIGS["gara"])
+        model = inject_adapters(set_scaling(set_image_size(copy.deepcopy(tiny_sam), 64), "basam"), VARIANT_CONFIGS["gara"])
     else:
-        model = set_image_size(make_gara(tiny_sam), 64, "basam")
+        model = set_scaling(set_image_size(make_gara(tiny_sam), 64), "basam")
     model.train()
     names = [f"image_encoder.blocks.{i}.attn.bias_mode.coefficient" for i in GLOBAL_BLOCKS]
     assert set(names) <= set(adapter_state_dict(model))
@@ -153,14 +160,14 @@ def test_bias_coefficient_trains_with_the_adapters(tiny_sam, images, order):
 
 
 def test_bias_coefficient_round_trips_through_adapter_files(tiny_sam, images, tmp_path):
-    trained = set_image_size(make_gara(tiny_sam), 64, "basam")
+    trained = set_scaling(set_image_size(make_gara(tiny_sam), 64), "basam")
     with torch.no_grad():
         for i, block in enumerate(trained.image_encoder.blocks[1::2]):
             block.attn.bias_mode.coefficient.fill_(0.3 + i)
     checkpoint = tmp_path / "sam_tiny.pth"
     torch.save(tiny_sam.state_dict(), checkpoint)
     path = save_adapter(trained, tmp_path / "adapter.safetensors")
-    loaded = build_gara_sam("tiny", checkpoint, adapter=path, image_size=64, scaling="basam")
+    loaded = build_model("tiny", checkpoint, adapter=path, image_size=64, scaling="basam")
     for name, value in adapter_state_dict(trained).items():
         assert torch.equal(adapter_state_dict(loaded)[name], value), name
     small = torch.nn.functional.interpolate(images, size=(64, 64), mode="bilinear")
@@ -169,20 +176,36 @@ def test_bias_coefficient_round_trips_through_adapter_files(tiny_sam, images, tm
 
 
 def test_setting_back_to_none_removes_basam_and_keeps_a_trained_coefficient(tiny_sam):
-    model = set_image_size(make_gara(tiny_sam), 64, "basam")
+    model = set_scaling(set_image_size(make_gara(tiny_sam), 64), "basam")
     coefficient = model.image_encoder.blocks[1].attn.bias_mode.coefficient
-    set_image_size(model, 96, "basam")
+    set_scaling(set_image_size(model, 96), "basam")
     assert model.image_encoder.blocks[1].attn.bias_mode.coefficient is coefficient
-    set_image_size(model, None, "none")
+    set_scaling(model, "none")
     assert model.image_encoder.img_size == 96 and model.image_encoder.blocks[1].attn.bias_mode is None
+    assert model_scaling(model) == "none"
+
+
+def test_resizing_leaves_the_attention_and_basam_leaves_the_geometry(tiny_sam):
+    """Two separate jobs: set_image_size changes no attention module, set_scaling no size."""
+    model = set_image_size(make_gara(tiny_sam), 64)
+    assert model_scaling(model) == "none"
+    set_scaling(model, "basam")
+    assert model.image_encoder.img_size == 64 and model.prompt_encoder.input_image_size == (64, 64)
+    masks = [block.attn.bias_mode for block in model.image_encoder.blocks if block.window_size == 0]
+    assert len(masks) == len(GLOBAL_BLOCKS) and all(isinstance(m, BiasModeMask) for m in masks)
+    assert all(block.attn.bias_mode is None for block in model.image_encoder.blocks if block.window_size > 0)
+    set_image_size(model, 96)
+    assert [block.attn.bias_mode for block in model.image_encoder.blocks if block.window_size == 0] == masks
 
 
 @pytest.mark.parametrize(
-    "kwargs, message",
-    [({"image_size": 100}, "image_size must be a positive multiple of the patch size 8"),
-     ({"image_size": 0}, "image_size must be"),
-     ({"scaling": "yarn"}, "scaling must be one of")],
+    "change, message",
+    [(lambda sam: set_image_size(sam, 100), "image_size must be a positive multiple of the patch size 8"),
+     (lambda sam: set_image_size(sam, 0), "image_size must be"),
+     (lambda sam: set_scaling(sam, "yarn"), "scaling must be one of"),
+     (lambda sam: build_model("tiny", scaling="yarn"), "scaling must be one of")],
+    ids=["size 100", "size 0", "scaling", "scaling through the builder"],
 )
-def test_bad_arguments(tiny_sam, kwargs, message):
+def test_bad_arguments(tiny_sam, change, message):
     with pytest.raises(ValueError, match=message):
-        set_image_size(tiny_sam, **kwargs)
+        change(tiny_sam)

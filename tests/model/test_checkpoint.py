@@ -1,6 +1,7 @@
 """SAM checkpoints through the real loading path, and adapter files (safetensors) round trips."""
 
 import copy
+import hashlib
 import json
 import os
 import pickle
@@ -13,10 +14,17 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from gara_model.build import build_gara_sam, build_sam
-from gara_model.checkpoint import atomic_write, load_adapter, read_adapter_config, save_adapter
+from gara_model.build import build_model
+from gara_model.checkpoint import ADAPTER_FORMAT, atomic_write, load_adapter, read_adapter_config, save_adapter
 from gara_model.config import GaraConfig
-from gara_model.modeling import set_adapters_enabled, set_attention_backend
+from gara_model.modeling import (
+    adapter_state_dict,
+    model_scaling,
+    set_adapters_enabled,
+    set_attention_backend,
+    set_image_size,
+    set_scaling,
+)
 
 from .tiny import VARIANT_CONFIGS, make_gara
 
@@ -30,7 +38,7 @@ def sam_pth(tiny_sam, tmp_path):
 
 
 def test_pth_loads_through_the_real_loading_path(tiny_sam, sam_pth, images):
-    loaded = build_sam("tiny", sam_pth)
+    loaded = build_model("tiny", sam_pth)
     for key, value in tiny_sam.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
     assert not loaded.training
@@ -39,14 +47,14 @@ def test_pth_loads_through_the_real_loading_path(tiny_sam, sam_pth, images):
 
 def test_missing_checkpoint_names_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="SAM checkpoint not found: .*nowhere.pth"):
-        build_sam("tiny", tmp_path / "nowhere.pth")
+        build_model("tiny", tmp_path / "nowhere.pth")
 
 
 def test_truncated_checkpoint_is_a_clear_error(sam_pth):
     data = sam_pth.read_bytes()
     sam_pth.write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match=r"could not be read \(truncated or corrupt"):
-        build_sam("tiny", sam_pth)
+        build_model("tiny", sam_pth)
 
 
 def test_pickled_code_is_refused(tmp_path):
@@ -54,19 +62,19 @@ def test_pickled_code_is_refused(tmp_path):
     path = tmp_path / "evil.pth"
     torch.save({"image_encoder.x": torch.zeros(1), "hook": print}, path)
     with pytest.raises(ValueError, match="could not be read"):
-        build_sam("tiny", path)
+        build_model("tiny", path)
 
 
 def test_wrong_variant_names_the_mismatch_and_guesses_the_variant(tmp_path):
     path = tmp_path / "sam_vit_l_like.pth"
     torch.save({"image_encoder.patch_embed.proj.weight": torch.zeros(1024, 3, 16, 16)}, path)
     with pytest.raises(ValueError, match=r"does not fit SAM variant 'vit_b'.*shape mismatches.*looks like a vit_l checkpoint.*sam_vit_b_01ec64.pth"):
-        build_sam("vit_b", path)
+        build_model("vit_b", path)
 
 
 def test_unknown_variant():
     with pytest.raises(ValueError, match="SAM variant must be one of"):
-        build_sam("vit_xl")
+        build_model("vit_xl")
 
 
 @pytest.mark.parametrize("variant", list(VARIANT_CONFIGS))
@@ -75,7 +83,7 @@ def test_adapter_round_trip_reproduces_outputs(tiny_sam, sam_pth, images, tmp_pa
     path = save_adapter(trained, tmp_path / "adapter.safetensors")
     config, base = read_adapter_config(path)
     assert config == VARIANT_CONFIGS[variant] and base["embed_dim"] == 96 and base["depth"] == 4
-    loaded = build_gara_sam("tiny", sam_pth, adapter=path)
+    loaded = build_model("tiny", sam_pth, adapter=path)
     with torch.no_grad():
         assert torch.equal(loaded.image_encoder(images), trained.image_encoder(images))
     set_adapters_enabled(loaded, False)
@@ -123,23 +131,25 @@ def test_atomic_write_syncs_the_file_renames_it_then_syncs_the_directory(tmp_pat
 def test_adapter_on_a_different_architecture_fails_clearly(tiny_sam, tmp_path):
     path = save_adapter(make_gara(tiny_sam), tmp_path / "a.safetensors")
     with pytest.raises(ValueError, match="embed_dim=96, depth=4.*embed_dim=768, depth=12.*wrong base model"):
-        load_adapter(build_sam("vit_b"), path)
+        load_adapter(build_model("vit_b", pretrained=False), path)
 
 
 def test_adapter_on_other_base_weights_fails_unless_allowed(tiny_sam, tmp_path, images):
-    path = save_adapter(make_gara(tiny_sam), tmp_path / "a.safetensors")
+    trained = make_gara(tiny_sam)
+    path = save_adapter(trained, tmp_path / "a.safetensors")
     torch.manual_seed(123)
-    other = build_sam("tiny")
+    other = make_gara(build_model("tiny", pretrained=False), randomize=False)
     with pytest.raises(ValueError, match="trained on other base weights"):
         load_adapter(other, path)
     load_adapter(other, path, allow_other_base=True)
+    assert all(torch.equal(adapter_state_dict(other)[k], v) for k, v in adapter_state_dict(trained).items())
     assert other.image_encoder(images[:1]).shape == (1, 64, 16, 16)
 
 
 def test_adapter_config_conflict_is_refused(tiny_sam, sam_pth, tmp_path):
     path = save_adapter(make_gara(tiny_sam), tmp_path / "a.safetensors")
     with pytest.raises(ValueError, match="differs from the one stored in adapter"):
-        build_gara_sam("tiny", sam_pth, config=GaraConfig(ranks=(2, 2)), adapter=path)
+        build_model("tiny", sam_pth, config=GaraConfig(ranks=(2, 2)), adapter=path)
 
 
 def test_corrupt_or_foreign_adapter_files(tmp_path, tiny_sam):
@@ -156,34 +166,61 @@ def test_corrupt_or_foreign_adapter_files(tmp_path, tiny_sam):
         load_adapter(tiny_sam, tmp_path / "none.safetensors")
 
 
-def test_metadata_is_readable_json(tiny_sam, tmp_path):
+def test_the_file_metadata_is_json_holding_the_config_and_the_base(tiny_sam, tmp_path):
+    """Read by safetensors itself, not by our reader: the format, the GaraConfig and what the base SAM was."""
     path = save_adapter(make_gara(tiny_sam), tmp_path / "a.safetensors")
-    config, base = read_adapter_config(path)
-    assert json.loads(config.to_json())["ranks"] == [4, 12]
-    assert len(base["fingerprint"]) == 16
+    with safe_open(path, framework="pt") as f:
+        metadata = f.metadata()
+    assert metadata["format"] == ADAPTER_FORMAT
+    config = json.loads(metadata["gara_config"])
+    assert (config["variant"], config["ranks"], config["gate_hidden_dim"]) == ("gara", [4, 12], 16)
+    assert GaraConfig.from_json(metadata["gara_config"]) == VARIANT_CONFIGS["gara"]
+    patch_weight = tiny_sam.image_encoder.patch_embed.proj.weight.detach().float().contiguous().numpy()
+    assert json.loads(metadata["base"]) == {"embed_dim": 96, "depth": 4, "image_size": 128, "scaling": "none",
+                                            "fingerprint": hashlib.sha256(patch_weight.tobytes()).hexdigest()[:16]}
 
 
-def test_adapter_trained_at_another_size_brings_its_geometry(tiny_sam, tmp_path, images):
-    from gara_model.modeling.resolution import set_image_size
-
-    trained = set_image_size(make_gara(tiny_sam), 64, "basam")
+def test_the_builder_applies_the_size_and_scaling_of_an_adapter_file(tiny_sam, sam_pth, tmp_path, images):
+    trained = set_scaling(set_image_size(make_gara(tiny_sam), 64), "basam")
     path = save_adapter(trained, tmp_path / "a64.safetensors")
     assert read_adapter_config(path)[1]["scaling"] == "basam"
-    loaded = load_adapter(copy.deepcopy(tiny_sam), path)
-    assert loaded.image_encoder.img_size == 64
+    loaded = build_model("tiny", sam_pth, adapter=path)
+    assert loaded.image_encoder.img_size == 64 and model_scaling(loaded) == "basam"
     small = torch.nn.functional.interpolate(images, size=(64, 64))
     with torch.no_grad():
         assert torch.equal(loaded.image_encoder(small), trained.image_encoder(small))
 
 
+def test_loading_an_adapter_never_reshapes_the_model(tiny_sam, tmp_path):
+    """checkpoint.py reads and checks files: a model at another size or scaling than the file's, or without
+    adapters, is refused in one line and left as it was."""
+    path = save_adapter(set_scaling(set_image_size(make_gara(tiny_sam), 64), "basam"), tmp_path / "a64.safetensors")
+    native = make_gara(tiny_sam, randomize=False)
+    before = {k: v.clone() for k, v in adapter_state_dict(native).items()}
+    with pytest.raises(ValueError) as refused:
+        load_adapter(native, path)
+    message = str(refused.value)
+    assert "image_size=64, scaling=basam" in message and "image_size=128, scaling=none" in message, message
+    assert str(path) in message and "build_model(adapter=...)" in message and "\n" not in message, message
+    assert native.image_encoder.img_size == 128 and model_scaling(native) == "none"
+    assert all(torch.equal(adapter_state_dict(native)[k], v) for k, v in before.items())  # nothing copied in
+    plain = set_scaling(set_image_size(copy.deepcopy(tiny_sam), 64), "basam")
+    with pytest.raises(ValueError, match=r"this model has no GaRA adapters; build it with build_model\(adapter=\.\.\.\)"):
+        load_adapter(plain, path)
+
+
 def test_pretrained_sam_needs_a_checkpoint_except_for_the_embedded_tiny_one():
-    from gara_model.build import EMBEDDED_TINY_CHECKPOINT, pretrained_sam
+    from gara_model.build import EMBEDDED_TINY_CHECKPOINT
 
     with pytest.raises(ValueError, match=r"'vit_b' needs a checkpoint \(e.g. sam_vit_b_01ec64.pth\)"):
-        pretrained_sam("vit_b")
-    tiny = pretrained_sam("tiny", image_size=64)
+        build_model("vit_b")
+    tiny = build_model("tiny", image_size=64)
     assert tiny.image_encoder.img_size == 64
-    assert torch.equal(tiny.mask_decoder.iou_token.weight, build_sam("tiny", EMBEDDED_TINY_CHECKPOINT).mask_decoder.iou_token.weight)
+    embedded = load_file(EMBEDDED_TINY_CHECKPOINT)
+    assert all(torch.equal(v, embedded[k]) for k, v in tiny.state_dict().items())
+    torch.manual_seed(0)
+    random = build_model("tiny", pretrained=False)
+    assert not torch.equal(random.mask_decoder.iou_token.weight, embedded["mask_decoder.iou_token.weight"])
 
 
 # --- files that must be refused in one line naming the file and the problem ---------------------------------------
@@ -253,11 +290,11 @@ def _first_trimmed(tensors):
 
 
 def _load_adapter(sam, path):
-    load_adapter(sam, path)
+    load_adapter(make_gara(sam, randomize=False), path)
 
 
 def _load_sam(sam, path):
-    build_sam("tiny", path)
+    build_model("tiny", path)
 
 
 BAD_FILES = {
@@ -309,7 +346,7 @@ def test_bad_files_are_refused_in_one_line_naming_the_file_and_the_problem(case,
 def test_files_are_recognised_by_content_not_by_suffix(tiny_sam, tmp_path, images):
     trained = make_gara(tiny_sam)
     adapter_as_pth = save_adapter(trained, tmp_path / "adapter.pth")
-    loaded = load_adapter(copy.deepcopy(tiny_sam), adapter_as_pth)
+    loaded = load_adapter(make_gara(tiny_sam, randomize=False), adapter_as_pth)
     with torch.no_grad():
         assert torch.equal(loaded.image_encoder(images[:1]), trained.image_encoder(images[:1]))
     torch_as_safetensors = tmp_path / "sam.safetensors"
@@ -317,16 +354,15 @@ def test_files_are_recognised_by_content_not_by_suffix(tiny_sam, tmp_path, image
     safetensors_as_pth = tmp_path / "sam.pth"
     save_file({k: v.contiguous() for k, v in tiny_sam.state_dict().items()}, safetensors_as_pth)
     for path in (torch_as_safetensors, safetensors_as_pth):
-        state = build_sam("tiny", path).state_dict()
+        state = build_model("tiny", path).state_dict()
         assert all(torch.equal(state[k], v) for k, v in tiny_sam.state_dict().items()), path
 
 
 def test_evaluate_cli_prints_one_error_line_for_a_refused_adapter(tmp_path, capsys):
-    from gara_model.build import load_embedded_sam
     from gara_model.evaluate import main
 
     nan_adapter = tmp_path / "nan.safetensors"
-    save_adapter(make_gara(load_embedded_sam()), nan_adapter)
+    save_adapter(make_gara(build_model("tiny")), nan_adapter)
     with safe_open(nan_adapter, framework="pt") as f:
         metadata = f.metadata()
     save_file({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in load_file(nan_adapter).items()}, nan_adapter, metadata=metadata)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from gara_model.adapters import GatedRankAdapter
-from gara_model.build import build_sam
+from gara_model.build import build_model
 from gara_model.config import GaraConfig
 from gara_model.modeling import (
     adapter_layers,
@@ -18,24 +18,9 @@ from gara_model.modeling import (
 )
 from gara_model.adapters.gates import record_gates, summarize_gates
 
-from .tiny import VARIANT_CONFIGS, make_gara
+from .tiny import VARIANT_CONFIGS, make_gara, sam_outputs
 
 VARIANTS = list(VARIANT_CONFIGS)
-
-
-def sam_outputs(model, images):
-    """Sam.forward on a batch with a point prompt and a box prompt per image: every output it has."""
-    batched = [
-        {
-            "image": image,
-            "original_size": (128, 128),
-            "point_coords": torch.tensor([[[30.0, 40.0], [90.0, 70.0]]]),
-            "point_labels": torch.tensor([[1, 0]]),
-            "boxes": torch.tensor([[10.0, 20.0, 100.0, 110.0]]),
-        }
-        for image in images
-    ]
-    return model(batched, multimask_output=True)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -135,7 +120,7 @@ def test_state_dict_keeps_sam_names(tiny_sam):
 def test_parameter_counts_for_vit_b_with_default_ranks(gating_feature, total):
     """The numbers docs/model.md states: ViT-B with r_L = 16, r_H = 256 on q, k and v of all 12 blocks; the gate
     MLPs read f(x) of width C (token mean) or 2C (token mean and std)."""
-    count = count_parameters(inject_adapters(build_sam("vit_b"), GaraConfig(gating_feature=gating_feature)))
+    count = count_parameters(build_model("vit_b", config=GaraConfig(gating_feature=gating_feature), pretrained=False))
     dim, depth, hidden, (r_low, r_high) = 768, 12, 64, (16, 256)
     feature = dim if gating_feature == "mean" else 2 * dim
     components = (r_low + r_high) * 2 * dim

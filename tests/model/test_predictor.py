@@ -7,9 +7,10 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
-from gara_model.predictor import GaraPredictor, ObjectPrompt, decode_masks
+from gara_model.predictor import GaraPredictor, decode_masks
+from gara_model.prompts import ObjectPrompt
 
-from .tiny import make_gara
+from .tiny import gate_outputs, make_gara, spread_gates
 
 
 @pytest.fixture
@@ -75,10 +76,21 @@ def test_objects_split_into_chunks_give_the_same_result(predictor):
     assert np.allclose(chunked.iou_scores, together.iou_scores, atol=1e-6)
 
 
-def test_gate_summary_for_the_image(predictor):
+def test_gate_summary_for_the_image(tiny_sam, image):
+    """The summary against the gates' own outputs: rank set 1 = the higher-rank set, active = non-zero c_i."""
+    model = make_gara(tiny_sam)
+    spread_gates(model, seed=3)
+    predictor = GaraPredictor(model, device="cpu")
+    raw = gate_outputs(model, lambda: predictor.set_image(image))
     gates = predictor.predict(OBJECTS[:1]).gates
-    assert len(gates.adapters) == 4 * 3
-    assert 0.0 <= gates.high_rank_share <= 1.0
+    assert len(gates.adapters) == len(raw) == 4 * 3
+    rank_sets = [int(g.rank_set.item()) for g in raw]
+    active = [int((g.coefficients != 0).sum()) for g in raw]
+    assert 0 < sum(rank_sets) < len(rank_sets)  # the adapters really decide differently
+    assert [a.rank_set for a in gates.adapters] == rank_sets
+    assert [a.active_components for a in gates.adapters] == active
+    assert gates.high_rank_share == pytest.approx(sum(rank_sets) / len(rank_sets))
+    assert gates.mean_active_components == pytest.approx(np.mean(active))
     assert gates.mean_active_components == pytest.approx(np.mean([a.active_components for a in gates.adapters]))
 
 
@@ -166,17 +178,15 @@ def test_compile_switch_keeps_masks_and_gates(tiny_sam, image, monkeypatch):
 
 
 def test_from_files_image_size_overrides_the_adapter_size_and_keeps_its_scaling(tmp_path):
-    from gara_model.build import load_embedded_sam
+    from gara_model.build import build_model
     from gara_model.checkpoint import save_adapter
     from gara_model.config import GaraConfig
-    from gara_model.modeling import inject_adapters
     from gara_model.modeling.basam import BiasModeMask
-    from gara_model.modeling.resolution import set_image_size
 
-    native = save_adapter(inject_adapters(load_embedded_sam(), GaraConfig(ranks=(2, 4))), tmp_path / "native.safetensors")
+    native = save_adapter(build_model("tiny", config=GaraConfig(ranks=(2, 4))), tmp_path / "native.safetensors")
     at_96 = GaraPredictor.from_files(adapter=native, device="cpu", image_size=96)
     assert at_96.model.image_encoder.img_size == 96 and at_96.transform.target_length == 96
-    basam = set_image_size(inject_adapters(load_embedded_sam(), GaraConfig(ranks=(2, 4))), 64, "basam")
+    basam = build_model("tiny", config=GaraConfig(ranks=(2, 4)), image_size=64, scaling="basam")
     path = save_adapter(basam, tmp_path / "basam64.safetensors")
     from_file = GaraPredictor.from_files(adapter=path, device="cpu")
     assert from_file.model.image_encoder.img_size == 64
@@ -186,12 +196,27 @@ def test_from_files_image_size_overrides_the_adapter_size_and_keeps_its_scaling(
 
 
 def test_from_files_without_files_is_the_embedded_tiny_gara_sam():
-    from gara_model.build import EMBEDDED_TINY_ADAPTER
+    from safetensors.torch import load_file
+
+    from gara_model.build import EMBEDDED_TINY_ADAPTER, EMBEDDED_TINY_CHECKPOINT
     from gara_model.checkpoint import read_adapter_config
+    from gara_model.modeling import adapter_state_dict
 
     predictor = GaraPredictor.from_files(device="cpu")
     assert predictor.model_name.startswith("GaRA-SAM (embed 96, depth 4, input 128)")
     config, base = read_adapter_config(EMBEDDED_TINY_ADAPTER)
     assert (config.variant, config.ranks) == ("gara", (4, 32)) and base["image_size"] == 128
+    shipped = load_file(EMBEDDED_TINY_ADAPTER)
+    assert all(torch.equal(v, shipped[k]) for k, v in adapter_state_dict(predictor.model).items())
+    sam = load_file(EMBEDDED_TINY_CHECKPOINT)
+    assert torch.equal(predictor.model.mask_decoder.iou_token.weight, sam["mask_decoder.iou_token.weight"])
     predictor.set_image(np.zeros((40, 60, 3), np.uint8))
     assert len(predictor.gates.adapters) == 4 * 3
+
+
+def test_from_files_names_its_rule_for_a_variant_without_checkpoint(caplog):
+    """sam_variant names a checkpoint's variant: without one the base is the embedded tiny SAM, and the log says so."""
+    with caplog.at_level("INFO", logger="gara_model.predictor"):
+        predictor = GaraPredictor.from_files("vit_h", device="cpu")
+    assert predictor.model_name.startswith("GaRA-SAM (embed 96, depth 4")
+    assert "sam_variant 'vit_h' applies to a checkpoint only" in caplog.text

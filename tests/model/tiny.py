@@ -1,10 +1,11 @@
-"""Tiny GaRA-SAM helpers shared by the model tests."""
+"""Tiny GaRA-SAM helpers shared by the model tests (fixtures are in conftest.py)."""
 
 import copy
 
 import torch
 
 from gara_model.adapters import GatedRankAdapter
+from gara_model.adapters.variants import GateVariant
 from gara_model.config import GaraConfig
 from gara_model.modeling import inject_adapters
 
@@ -31,3 +32,42 @@ def make_gara(sam, config=VARIANT_CONFIGS["gara"], seed=0, randomize=True):
     if randomize:
         randomize_adapters(model, seed)
     return model.eval()
+
+
+def sam_outputs(model, images):
+    """Sam.forward on a batch with a point prompt and a box prompt per image: every output it has."""
+    batched = [
+        {
+            "image": image,
+            "original_size": (128, 128),
+            "point_coords": torch.tensor([[[30.0, 40.0], [90.0, 70.0]]]),
+            "point_labels": torch.tensor([[1, 0]]),
+            "boxes": torch.tensor([[10.0, 20.0, 100.0, 110.0]]),
+        }
+        for image in images
+    ]
+    return model(batched, multimask_output=True)
+
+
+def spread_gates(model: torch.nn.Module, seed: int = 0) -> None:
+    """Random gate-MLP biases, so that adapters decide differently (fresh gates tend to agree)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for gate in model.modules():
+            if isinstance(gate, GateVariant):
+                for layer in gate.modules():
+                    if isinstance(layer, torch.nn.Linear):
+                        layer.bias.copy_(torch.randn(layer.bias.shape, generator=generator) * 2)
+
+
+def gate_outputs(model: torch.nn.Module, run) -> list:
+    """The `Gates` every gate of `model` returns while run() runs, taken by hooks of our own (not record_gates)."""
+    outputs = []
+    handles = [m.register_forward_hook(lambda _m, _i, out: outputs.append(out))
+               for m in model.modules() if isinstance(m, GateVariant)]
+    try:
+        run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return outputs

@@ -17,7 +17,7 @@ from rclpy.qos import HistoryPolicy, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage
 from std_srvs.srv import SetBool, Trigger
 
-from gara_model.predictor import ObjectPrompt
+from gara_model.prompts import ObjectPrompt
 from gara_ros.conversions import array_to_image, image_to_array
 from gara_ros.segment_node import SegmentNode
 from tests.ros.harness import wait_for
