@@ -20,12 +20,16 @@ class ObjectPrompt:
     """Prompts for one object, in pixel coordinates of the original image.
 
     points: N x 2 (X, Y), labels: N (1 foreground, 0 background), box: 4 (XYXY) or None.
+    mask_input: h x w low-resolution mask logits or None: SAM's mask prompt, in the frame of
+    `Prediction.low_res_logits` (one of an earlier prediction's masks on an image of the same size, e.g. to follow
+    an object from frame to frame).
     """
 
     object_id: str = ""
     points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
     labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
     box: np.ndarray | None = None
+    mask_input: np.ndarray | None = None
 
 
 @dataclass
@@ -63,9 +67,16 @@ def validate_prompt(prompt: ObjectPrompt, index: int, image_size: tuple[int, int
         box = np.clip(box, 0, [width, height, width, height]).astype(np.float32)
         if box[2] <= box[0] or box[3] <= box[1]:
             raise ValueError(f"{name}: box {prompt.box} lies outside the {width} x {height} image")
-    if len(points) == 0 and box is None:
+    mask_input = None
+    if prompt.mask_input is not None:
+        mask_input = np.asarray(prompt.mask_input, dtype=np.float32)
+        if mask_input.ndim != 2 or not np.isfinite(mask_input).all():
+            raise ValueError(f"{name}: mask_input must be an h x w array of finite logits, got shape "
+                             f"{mask_input.shape}")
+    if len(points) == 0 and box is None and mask_input is None:
         raise ValueError(f"{name}: empty prompt, give at least one point or a box")
-    return ObjectPrompt(object_id=prompt.object_id, points=points, labels=labels.astype(np.int64), box=box)
+    return ObjectPrompt(object_id=prompt.object_id, points=points, labels=labels.astype(np.int64), box=box,
+                        mask_input=mask_input)
 
 
 def decode_masks(
@@ -77,8 +88,9 @@ def decode_masks(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SAM's `MaskDecoder.predict_masks` for O objects on one image, without copying the image O times.
 
-    image_embedding, image_pe, dense_prompt_embedding: 1 x C x h x w (no mask prompts: the same for every
-    object); sparse_prompt_embeddings: O x T x C. Returns all mask logits O x M x 4h x 4w and IoU O x M.
+    image_embedding, image_pe: 1 x C x h x w; dense_prompt_embedding: 1 x C x h x w without mask prompts (the
+    same for every object), O x C x h x w with them; sparse_prompt_embeddings: O x T x C. Returns all mask logits
+    O x M x 4h x 4w and IoU O x M.
     SAM repeats the embedding and its positional encoding per object; here the first two-way block
     broadcasts them (its keys are the same for every object) and only later blocks work per object.
     """
@@ -194,19 +206,25 @@ class GaraPredictor:
         multimask_output: bool = False,
         mask_threshold: float | None = None,
     ) -> Prediction:
-        """All objects decoded in batches of equal prompt layout (same number of points, box or not)."""
+        """All objects decoded in batches of equal prompt layout (same number of points, box or not, mask input or
+        not)."""
         if self.features is None:
             raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
         if not objects:
             raise ValueError("objects is empty: give at least one ObjectPrompt")
         prompts = [validate_prompt(p, i, self.original_size) for i, p in enumerate(objects)]
-        groups: dict[tuple[int, bool], list[int]] = {}
+        mask_size = tuple(self.model.prompt_encoder.mask_input_size)
+        for p in prompts:
+            if p.mask_input is not None and p.mask_input.shape != mask_size:
+                raise ValueError(f"object {p.object_id!r}: mask_input is {p.mask_input.shape[0]} x "
+                                 f"{p.mask_input.shape[1]}, this model takes {mask_size[0]} x {mask_size[1]}")
+        groups: dict[tuple[int, bool, bool], list[int]] = {}
         for i, p in enumerate(prompts):
-            groups.setdefault((len(p.points), p.box is not None), []).append(i)
+            groups.setdefault((len(p.points), p.box is not None, p.mask_input is not None), []).append(i)
         low_res = [None] * len(prompts)
         scores = [None] * len(prompts)
-        for (num_points, has_box), members in groups.items():
-            coords = labels = boxes = None
+        for (num_points, has_box, has_mask), members in groups.items():
+            coords = labels = boxes = mask_input = None
             if num_points:
                 points = np.stack([prompts[i].points for i in members])
                 coords = torch.as_tensor(self.transform.apply_coords(points, self.original_size), device=self.device)
@@ -214,7 +232,10 @@ class GaraPredictor:
             if has_box:
                 box = np.stack([prompts[i].box for i in members])
                 boxes = torch.as_tensor(self.transform.apply_boxes(box, self.original_size), device=self.device)
-            group_logits, group_scores = self.predict_torch(coords, labels, boxes, multimask_output)
+            if has_mask:
+                mask_input = torch.as_tensor(np.stack([prompts[i].mask_input for i in members])[:, None],
+                                             device=self.device)
+            group_logits, group_scores = self.predict_torch(coords, labels, boxes, multimask_output, mask_input)
             for j, i in enumerate(members):
                 low_res[i], scores[i] = group_logits[j], group_scores[j]
         low_res_logits = torch.stack(low_res)  # O x C x h x w
@@ -238,8 +259,10 @@ class GaraPredictor:
         point_labels: torch.Tensor | None,
         boxes: torch.Tensor | None,
         multimask_output: bool = False,
+        mask_input: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompts already in the resized frame: point_coords O x N x 2, point_labels O x N, boxes O x 4.
+        """Prompts already in the resized frame: point_coords O x N x 2, point_labels O x N, boxes O x 4,
+        mask_input O x 1 x h x w low-res logits.
 
         Returns low-res mask logits O x C x h x w and predicted IoU O x C.
         """
@@ -249,9 +272,13 @@ class GaraPredictor:
         upscaled_bytes = decoder.transformer_dim // 8 * 16 * pe.shape[-2] * pe.shape[-1] * 4  # per object, fp32
         masks, iou = [], []
         with autocast(self.device, self.precision):
-            sparse, dense = self.model.prompt_encoder(points=points, boxes=None if boxes is None else boxes.float(), masks=None)
-            for chunk in sparse.split(self._objects_per_call(upscaled_bytes)):
-                chunk_masks, chunk_iou = self.decode(decoder, self.features, pe, chunk, dense[:1].contiguous())
+            sparse, dense = self.model.prompt_encoder(points=points, boxes=None if boxes is None else boxes.float(),
+                                                      masks=None if mask_input is None else mask_input.float())
+            chunks = sparse.split(self._objects_per_call(upscaled_bytes))
+            # Without mask inputs the dense embedding is the same for every object: one, broadcast by the decoder.
+            dense_chunks = dense.split(len(chunks[0])) if mask_input is not None else [dense[:1]] * len(chunks)
+            for chunk, chunk_dense in zip(chunks, dense_chunks, strict=True):
+                chunk_masks, chunk_iou = self.decode(decoder, self.features, pe, chunk, chunk_dense.contiguous())
                 masks.append(chunk_masks)
                 iou.append(chunk_iou)
         selected = slice(1, None) if multimask_output else slice(0, 1)  # as SAM's MaskDecoder.forward
