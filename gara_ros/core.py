@@ -24,7 +24,7 @@ from gara_ros.conversions import ConversionError
 from gara_ros.depth import ObjectPoints, object_points
 from gara_ros.frames import DeliveryMonitor, Frame, FrameBuffer
 from gara_ros.overlay import draw_overlay
-from gara_ros.tracking import FollowConfig, Status, Tracker
+from gara_ros.tracking import FollowConfig, Planned, Status, Tracker
 
 CLICK_ID = "click"  # object id of a click's one-point prompt
 OUTPUT_ENCODINGS = {"mask": "mono8", "labels": "mono16", "overlay": "bgr8"}  # image outputs, in publishing order
@@ -374,9 +374,13 @@ class SegmentCore:
             self.problems.report("object", f"{name}: {len(errors)} of {len(given)} objects ignored: "
                                            + "; ".join(errors[:3]))
             valid = {p.object_id for p in prompts}
-            for entry in planned:
-                if entry.prompt is not None and entry.object_id not in valid:
-                    self.tracker.reject(entry)
+            rejected = [entry for entry in planned if entry.prompt is not None and entry.object_id not in valid]
+            for entry in rejected:
+                self.tracker.reject(entry)
+            if rejected:  # a followed object whose new prompt was refused goes on from its previous mask
+                planned = self.tracker.plan(rgb.shape[:2])
+                prompts, _ = check_objects([p.prompt for p in planned if p.prompt is not None], rgb.shape[:2],
+                                           self.settings.max_points)  # any newer refusals: the next frame's
             with self._lock:
                 if self._active is job.prompts:
                     self._active = prompts
@@ -396,7 +400,7 @@ class SegmentCore:
         ids = [p.object_id for p in prompts]
         statuses = [Status.PROMPTED] * len(ids)
         if job.prompts is None:
-            statuses, lost_ids = self._follow(planned, ids, masks, scores, prediction)
+            statuses, lost_ids = self._follow(planned, ids, masks, scores)
             ids += lost_ids
             statuses += [Status.LOST] * len(lost_ids)
             scores = np.concatenate([scores, np.zeros(len(lost_ids), scores.dtype)])
@@ -417,16 +421,12 @@ class SegmentCore:
         return Output(job.frame, ids, statuses, scores, extents, points, gates.high_rank_share if gates else 0.0,
                       gates.mean_active_components if gates else 0.0, latency_ms, images, timer)
 
-    def _follow(self, planned, ids: list[str], masks: np.ndarray, scores: np.ndarray,
-                prediction) -> tuple[list[Status], list[str]]:
+    def _follow(self, planned: list[Planned], ids: list[str], masks: np.ndarray,
+                scores: np.ndarray) -> tuple[list[Status], list[str]]:
         """Track mode: the segmented objects' statuses (their masks kept as seeds, or the object lost: then its mask
         and score are cleared in place), and the ids of the objects that were lost before this frame."""
         segmented = {entry.object_id: entry for entry in planned if entry.prompt is not None}
-        logits = None
-        if self.tracker.config.mask_input:
-            best = prediction.iou_scores.argmax(axis=1)  # the mask conversions.best_masks chose
-            logits = prediction.low_res_logits[np.arange(len(best)), best]
-        statuses = self.tracker.update([segmented[i] for i in ids], masks, scores, logits)
+        statuses = self.tracker.update([segmented[i] for i in ids], masks, scores)
         for index, status in enumerate(statuses):
             if status == Status.LOST:
                 masks[index], scores[index] = False, 0.0

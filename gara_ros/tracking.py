@@ -219,7 +219,8 @@ class Tracker:
         with self._lock:
             for index, entry in enumerate(planned):
                 if entry.prompt is None:
-                    raise ValueError(f"object {entry.object_id!r} had no prompt in this frame; pass only those that had")
+                    raise ValueError(f"object {entry.object_id!r} had no prompt in this frame; pass only those that "
+                                     "had one")
                 followed = self._objects.get(entry.object_id)
                 previous = followed.seed if followed is not None else None
                 seed = seed_from_mask(masks[index], self.config, self._size_before(entry, previous),

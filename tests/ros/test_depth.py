@@ -67,7 +67,7 @@ def test_points_lie_on_the_boxes_faces_with_their_centroids_and_extents():
         centroid, extent = true_centroid(box, z)
         assert np.abs(result.centroids[label - 1] - centroid).max() <= CENTROID_TOLERANCE
         assert np.abs(result.extents[label - 1] - extent).max() <= CENTROID_TOLERANCE
-    assert result.points.dtype == np.float32 and result.labels.dtype == np.uint32 and result.frame_id == "camera_optical"
+    assert (result.points.dtype, result.labels.dtype, result.frame_id) == (np.float32, np.uint32, "camera_optical")
 
 
 def test_a_mask_spilling_onto_the_wall_keeps_only_the_object_within_the_depth_band():

@@ -126,7 +126,8 @@ def test_a_prompt_invalid_for_its_frame_drops_a_new_object_and_keeps_a_followed_
     tracker = Tracker(FollowConfig(), max_objects=4)
     tracker.prompt([ObjectPrompt("a", box=np.array([1, 1, 20, 20], np.float32))])
     planned_masks(tracker, {"a": square(1, 1, 20, 20)}, {"a": 0.9})
-    tracker.prompt([ObjectPrompt("a", points=np.array([[500.0, 5.0]])), ObjectPrompt("new", points=np.array([[500.0, 5.0]]))])
+    outside = np.array([[500.0, 5.0]])  # outside the 96 x 64 frame
+    tracker.prompt([ObjectPrompt("a", points=outside), ObjectPrompt("new", points=outside)])
     for entry in tracker.plan(SIZE):
         tracker.reject(entry)
     assert [(e.object_id, e.status) for e in tracker.plan(SIZE)] == [("a", Status.TRACKED)]
@@ -164,8 +165,9 @@ def run(recorder, frames, prompt_at=None):
     return outputs
 
 
-# Seed 1 of moving_sequence: one object, which the tiny model segments with IoU about 0.9 from a true prompt.
-SEQUENCE = dict(seed=1, frames=30, image_size=128, speed=2.0, num_objects=(1, 1))
+# Seed 1 of moving_sequence: one object, which the tiny model segments with IoU about 0.9 from a true prompt,
+# moving 3 px per frame (57 px in all) and scaling, in snow for the second half.
+SEQUENCE = dict(seed=1, frames=20, image_size=128, speed=3.0, num_objects=(1, 1), conditions=("clear", "snow"))
 
 
 def test_track_mode_follows_a_moving_object_that_persist_loses(predictor):
@@ -179,7 +181,7 @@ def test_track_mode_follows_a_moving_object_that_persist_loses(predictor):
         ious[mode] = [iou(lab == 1, f.masks[0]) for lab, f in zip(labels, frames)]
         if mode == "track":
             assert [o.statuses for o in outputs] == [[Status.PROMPTED]] + [[Status.TRACKED]] * (len(frames) - 1)
-    # measured: track 0.90, persist 0.40 (the object moves 2 px per frame, 60 px in all, and scales)
+    # measured: track mean 0.88 (lowest frame 0.82), persist 0.38 (0 once the object has left the first box)
     assert np.mean(ious["track"]) >= 0.8 and min(ious["track"][1:]) >= 0.6
     assert np.mean(ious["persist"]) < np.mean(ious["track"]) - 0.3
 
@@ -199,7 +201,8 @@ def test_objects_are_added_corrected_and_removed_mid_stream(predictor):
     assert seen[:2] == [[("a", Status.PROMPTED)], [("a", Status.TRACKED)]]
     assert seen[2] == [("a", Status.TRACKED), ("b", Status.PROMPTED)]
     assert seen[3] == [("a", Status.TRACKED), ("b", Status.TRACKED)]
-    assert seen[4:6] == [[("a", Status.PROMPTED), ("b", Status.TRACKED)], [("a", Status.TRACKED), ("b", Status.TRACKED)]]
+    assert seen[4] == [("a", Status.PROMPTED), ("b", Status.TRACKED)]
+    assert seen[5] == [("a", Status.TRACKED), ("b", Status.TRACKED)]
     assert seen[6:] == [[("a", Status.TRACKED)]] * 2
     masks_at = [{i: o.images["labels"] == label for label, i in enumerate(o.object_ids, start=1)} for o in outputs]
     assert iou(masks_at[3]["a"], frames[3].masks[0]) >= 0.5  # "a" followed on
@@ -271,3 +274,17 @@ def test_a_removal_drops_persisted_objects_too(predictor):
     r.core.on_prompt(prompt(remove=["tray"]))
     r.frame(2)
     assert [p.object_id for p in r.jobs[-1].prompts] == ["cup"] and r.core.stats().prompts == 2 and r.lines == []
+
+
+def test_core_drops_objects_whose_prompt_is_invalid_for_the_frame_and_keeps_following_the_others(predictor):
+    r = Recorder(predictor, track=True)
+    r.frame(1)
+    r.core.on_prompt(prompt(point_object("cup", 45, 30)))
+    assert r.core.process(r.jobs[-1], set()).statuses == [Status.PROMPTED]
+    r.frame(2)
+    r.core.on_prompt(prompt(point_object("cup", 300, 30), point_object("new", 300, 30)))  # outside the 96 x 64 frame
+    output = r.core.process(r.jobs[-1], set())
+    assert (output.object_ids, output.statuses) == (["cup"], [Status.TRACKED])  # followed on from its own mask
+    assert r.lines == ["frame 2.000 s: 2 of 2 objects ignored: object 'cup': point [300.0, 30.0] is outside the "
+                       "96 x 64 image; object 'new': point [300.0, 30.0] is outside the 96 x 64 image"]
+    assert r.core.tracker.counts() == (1, 0)
