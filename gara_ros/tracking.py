@@ -1,9 +1,10 @@
 """Objects followed across frames (track mode): each new frame prompts an object from its own previous mask. No rclpy.
 
 The method, chosen by measuring it (bench/tracking.py; numbers in docs/ros.md, "Track mode"): the previous mask's
-largest connected part, with small holes closed, gives the next prompt: its box grown by `box_margin` of its size
-per side (at least `min_margin` pixels) and its most interior pixel as a foreground point. SAM's mask input from the
-previous low-resolution logits (`mask_input`) is an option; it lowered the embedded tiny model's IoU.
+largest connected part, with small holes closed, gives the next prompt: a box of the object's size (smoothed over
+frames by `size_smoothing`) around that part's box centre, grown by `box_margin` of its size per side (at least
+`min_margin` pixels), and the part's most interior pixel as a foreground point. SAM's mask input from the previous
+low-resolution logits (`mask_input`) is an option; it lowered the embedded tiny model's IoU.
 
 An object is lost when its mask is empty, its predicted IoU falls below `min_score`, or its area changes by more
 than `max_area_change` times from one frame to the next. A lost object gets no mask and is not prompted again until
