@@ -39,8 +39,9 @@ def decode_masks(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SAM's `MaskDecoder.predict_masks` for O objects on one image, without copying the image O times.
 
-    image_embedding, image_pe, dense_prompt_embedding: 1 x C x h x w (no mask prompts: the same for every
-    object); sparse_prompt_embeddings: O x T x C. Returns all mask logits O x M x 4h x 4w and IoU O x M.
+    image_embedding, image_pe: 1 x C x h x w; dense_prompt_embedding: 1 x C x h x w without mask prompts (the
+    same for every object), O x C x h x w with them; sparse_prompt_embeddings: O x T x C. Returns all mask logits
+    O x M x 4h x 4w and IoU O x M.
     SAM repeats the embedding and its positional encoding per object; here the first two-way block
     broadcasts them (its keys are the same for every object) and only later blocks work per object.
     """
@@ -153,19 +154,25 @@ class GaraPredictor:
         multimask_output: bool = False,
         mask_threshold: float | None = None,
     ) -> Prediction:
-        """All objects decoded in batches of equal prompt layout (same number of points, box or not)."""
+        """All objects decoded in batches of equal prompt layout (same number of points, box or not, mask input or
+        not)."""
         if self.features is None:
             raise RuntimeError("An image must be set with .set_image(...) before mask prediction.")
         if not objects:
             raise ValueError("objects is empty: give at least one ObjectPrompt")
         prompts = [validate_prompt(p, i, self.original_size) for i, p in enumerate(objects)]
-        groups: dict[tuple[int, bool], list[int]] = {}
+        mask_size = tuple(self.model.prompt_encoder.mask_input_size)
+        for p in prompts:
+            if p.mask_input is not None and p.mask_input.shape != mask_size:
+                raise ValueError(f"object {p.object_id!r}: mask_input is {p.mask_input.shape[0]} x "
+                                 f"{p.mask_input.shape[1]}, this model takes {mask_size[0]} x {mask_size[1]}")
+        groups: dict[tuple[int, bool, bool], list[int]] = {}
         for i, p in enumerate(prompts):
-            groups.setdefault((len(p.points), p.box is not None), []).append(i)
+            groups.setdefault((len(p.points), p.box is not None, p.mask_input is not None), []).append(i)
         low_res = [None] * len(prompts)
         scores = [None] * len(prompts)
-        for (num_points, has_box), members in groups.items():
-            coords = labels = boxes = None
+        for (num_points, has_box, has_mask), members in groups.items():
+            coords = labels = boxes = mask_input = None
             if num_points:
                 points = np.stack([prompts[i].points for i in members])
                 coords = torch.as_tensor(self.transform.apply_coords(points, self.original_size), device=self.device)
@@ -173,7 +180,10 @@ class GaraPredictor:
             if has_box:
                 box = np.stack([prompts[i].box for i in members])
                 boxes = torch.as_tensor(self.transform.apply_boxes(box, self.original_size), device=self.device)
-            group_logits, group_scores = self.decode_prompts(coords, labels, boxes, multimask_output)
+            if has_mask:
+                mask_input = torch.as_tensor(np.stack([prompts[i].mask_input for i in members])[:, None],
+                                             device=self.device)
+            group_logits, group_scores = self.decode_prompts(coords, labels, boxes, multimask_output, mask_input)
             for j, i in enumerate(members):
                 low_res[i], scores[i] = group_logits[j], group_scores[j]
         low_res_logits = torch.stack(low_res)  # O x C x h x w
@@ -197,13 +207,14 @@ class GaraPredictor:
         point_labels: torch.Tensor | None,
         boxes: torch.Tensor | None,
         multimask_output: bool = False,
+        mask_input: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The decoder's output for O objects of one prompt layout on the set image (the tensor step of `predict`).
 
         point_coords O x N x 2 (X, Y) and boxes O x 4 (XYXY) are in the resized frame (ResizeLongestSide of the
-        encoder's input size); point_labels O x N. Returns low-res mask logits O x C x h x w (h = w = 4 x the
-        embedding grid, not upscaled or thresholded: `predict` does that) and predicted IoU O x C, C = 3 with
-        multimask_output else 1. Unlike SamPredictor.predict_torch it takes no mask_input.
+        encoder's input size); point_labels O x N; mask_input O x 1 x h x w low-res logits (SAM's mask prompt).
+        Returns low-res mask logits O x C x h x w (h = w = 4 x the embedding grid, not upscaled or thresholded:
+        `predict` does that) and predicted IoU O x C, C = 3 with multimask_output else 1.
         """
         points = (point_coords.float(), point_labels) if point_coords is not None else None
         decoder = self.model.mask_decoder
@@ -211,9 +222,13 @@ class GaraPredictor:
         upscaled_bytes = decoder.transformer_dim // 8 * 16 * pe.shape[-2] * pe.shape[-1] * 4  # per object, fp32
         masks, iou = [], []
         with autocast(self.device, self.precision):
-            sparse, dense = self.model.prompt_encoder(points=points, boxes=None if boxes is None else boxes.float(), masks=None)
-            for chunk in sparse.split(self._objects_per_call(upscaled_bytes)):
-                chunk_masks, chunk_iou = self.decode(decoder, self.features, pe, chunk, dense[:1].contiguous())
+            sparse, dense = self.model.prompt_encoder(points=points, boxes=None if boxes is None else boxes.float(),
+                                                      masks=None if mask_input is None else mask_input.float())
+            chunks = sparse.split(self._objects_per_call(upscaled_bytes))
+            # Without mask inputs the dense embedding is the same for every object: one, broadcast by the decoder.
+            dense_chunks = dense.split(len(chunks[0])) if mask_input is not None else [dense[:1]] * len(chunks)
+            for chunk, chunk_dense in zip(chunks, dense_chunks, strict=True):
+                chunk_masks, chunk_iou = self.decode(decoder, self.features, pe, chunk, chunk_dense.contiguous())
                 masks.append(chunk_masks)
                 iou.append(chunk_iou)
         selected = slice(1, None) if multimask_output else slice(0, 1)  # as SAM's MaskDecoder.forward

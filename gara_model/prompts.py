@@ -1,4 +1,4 @@
-"""Prompts for one object (points, labels, box) in the original image's pixels, and their checking.
+"""Prompts for one object (points, labels, box, an earlier mask) in the original image's pixels, and their checking.
 
 The predictor, the evaluation and the ROS node share them.
 """
@@ -15,12 +15,16 @@ class ObjectPrompt:
     """Prompts for one object, in pixel coordinates of the original image.
 
     points: N x 2 (X, Y), labels: N (1 foreground, 0 background), box: 4 (XYXY) or None.
+    mask_input: h x w low-resolution mask logits or None: SAM's mask prompt, in the frame of
+    `Prediction.low_res_logits` (one of an earlier prediction's masks on an image of the same size, e.g. to follow
+    an object from frame to frame).
     """
 
     object_id: str = ""
     points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
     labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
     box: np.ndarray | None = None
+    mask_input: np.ndarray | None = None
 
 
 def validate_prompt(prompt: ObjectPrompt, index: int, image_size: tuple[int, int]) -> ObjectPrompt:
@@ -51,6 +55,13 @@ def validate_prompt(prompt: ObjectPrompt, index: int, image_size: tuple[int, int
         box = np.clip(box, 0, [width, height, width, height]).astype(np.float32)
         if box[2] <= box[0] or box[3] <= box[1]:
             raise ValueError(f"{name}: box {prompt.box} lies outside the {width} x {height} image")
-    if len(points) == 0 and box is None:
+    mask_input = None
+    if prompt.mask_input is not None:
+        mask_input = np.asarray(prompt.mask_input, dtype=np.float32)
+        if mask_input.ndim != 2 or not np.isfinite(mask_input).all():
+            raise ValueError(f"{name}: mask_input must be an h x w array of finite logits, got shape "
+                             f"{mask_input.shape}")
+    if len(points) == 0 and box is None and mask_input is None:
         raise ValueError(f"{name}: empty prompt, give at least one point or a box")
-    return ObjectPrompt(object_id=prompt.object_id, points=points, labels=labels.astype(np.int64), box=box)
+    return ObjectPrompt(object_id=prompt.object_id, points=points, labels=labels.astype(np.int64), box=box,
+                        mask_input=mask_input)

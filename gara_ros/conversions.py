@@ -1,7 +1,8 @@
 """ROS messages <-> numpy, without cv_bridge and without rclpy.
 
 Images are (H,W,3) uint8 RGB on the model side; masks are (O,H,W) bool; points
-and boxes are (X,Y) pixels, boxes XYXY.
+and boxes are (X,Y) pixels, boxes XYXY; depth is (H,W) float32 metres; 3D points are
+metres in the camera's optical frame.
 """
 
 from __future__ import annotations
@@ -11,12 +12,16 @@ import io
 import cv2
 import numpy as np
 from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
 from PIL import Image as PILImage
-from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import Header
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
+from std_msgs.msg import ColorRGBA, Header
+from visualization_msgs.msg import Marker, MarkerArray
 
 from gara_model.prompts import ObjectPrompt
+from gara_ros.depth import Intrinsics, ObjectPoints
 from gara_ros.msg import ObjectResult, SegmentPrompt, SegmentResult
+from gara_ros.overlay import label_colour
 
 
 class ConversionError(ValueError):
@@ -38,16 +43,19 @@ ENCODINGS = {
     "mono16": (np.uint16, 1, cv2.COLOR_GRAY2RGB),
     "16UC1": (np.uint16, 1, cv2.COLOR_GRAY2RGB),
 }
+# depth encoding -> (dtype, channels, metres per unit): REP 118
+DEPTH_ENCODINGS = {"16UC1": (np.uint16, 1, 0.001), "32FC1": (np.float32, 1, 1.0)}
 
 
-def image_to_array(msg: Image) -> np.ndarray:
-    """The pixels of `msg` as an (H,W,C) array of the encoding's dtype, native byte order.
+def image_to_array(msg: Image, encodings: dict = ENCODINGS) -> np.ndarray:
+    """The pixels of `msg` as an (H,W,C) array of the encoding's dtype, native byte order; `encodings` (ENCODINGS
+    or DEPTH_ENCODINGS) says which encodings are accepted and their (dtype, channels, ...).
 
-    Honours `step` (row padding) and `is_bigendian`; copies only for a foreign byte order or odd 16-bit steps.
+    Honours `step` (row padding) and `is_bigendian`; copies only for a foreign byte order or odd multi-byte steps.
     """
-    if msg.encoding not in ENCODINGS:
-        raise ConversionError(f"unsupported encoding {msg.encoding!r} (supported: {', '.join(ENCODINGS)})")
-    dtype, channels, _ = ENCODINGS[msg.encoding]
+    if msg.encoding not in encodings:
+        raise ConversionError(f"unsupported encoding {msg.encoding!r} (supported: {', '.join(encodings)})")
+    dtype, channels = encodings[msg.encoding][:2]
     dtype = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
     row_bytes = msg.width * channels * dtype.itemsize
     if msg.width == 0 or msg.height == 0:
@@ -61,6 +69,23 @@ def image_to_array(msg: Image) -> np.ndarray:
     pixels = rows.view(dtype).reshape(msg.height, msg.width, channels)
     # OpenCV needs rows aligned to the pixel size: copy odd-step 16-bit images.
     return pixels.astype(pixels.dtype.newbyteorder("="), copy=bool(msg.step % dtype.itemsize))
+
+
+def depth_to_metres(msg: Image) -> np.ndarray:
+    """An aligned depth image, 16UC1 (millimetres) or 32FC1 (metres) -> (H,W) float32 metres; invalid pixels stay
+    0 or NaN."""
+    pixels = image_to_array(msg, DEPTH_ENCODINGS)[..., 0]
+    scale = DEPTH_ENCODINGS[msg.encoding][2]
+    return pixels * np.float32(scale) if scale != 1 else pixels.astype(np.float32, copy=False)
+
+
+def intrinsics_from_camera_info(msg: CameraInfo) -> Intrinsics:
+    """fx, fy, cx, cy from K (row-major 3 x 3) of a sensor_msgs/CameraInfo, and its image size."""
+    fx, cx, fy, cy = (float(msg.k[i]) for i in (0, 2, 4, 5))
+    if not (np.isfinite([fx, fy, cx, cy]).all() and fx > 0 and fy > 0):
+        raise ConversionError(f"camera info has K with fx={fx}, fy={fy}, cx={cx}, cy={cy}: needs finite values and "
+                              "positive focal lengths (an uncalibrated camera?)")
+    return Intrinsics(fx, fy, cx, cy, int(msg.width), int(msg.height))
 
 
 def image_to_rgb(msg: Image) -> np.ndarray:
@@ -193,14 +218,66 @@ def _boxed(masks: np.ndarray, extents: list[tuple[tuple[float, float, float, flo
 
 
 def result_msg(header: Header, object_ids: list[str], extents: list[tuple[tuple[float, float, float, float], int]],
-               scores: np.ndarray, high_rank_share: float, mean_active_components: float,
-               latency_ms: float) -> SegmentResult:
-    """SegmentResult for objects with their masks' `mask_box_area` extents and (O,) scores, and the image's gate
-    summary; label i+1 is object i as in labels_from_masks."""
-    return SegmentResult(
-        header=header, latency_ms=float(latency_ms), high_rank_share=float(high_rank_share),
-        mean_active_components=float(mean_active_components), objects=[
-            ObjectResult(object_id=object_id, label=label, iou_score=float(score), box=box, area=area)
-            for label, (object_id, (box, area), score) in enumerate(zip(object_ids, extents, scores, strict=True),
-                                                                     start=1)
-        ])
+               scores: np.ndarray, high_rank_share: float, mean_active_components: float, latency_ms: float,
+               statuses: list[int] | None = None, points: ObjectPoints | None = None) -> SegmentResult:
+    """SegmentResult for objects with their masks' `mask_box_area` extents, (O,) scores, ObjectResult.STATUS_*
+    statuses (None: all prompted) and 3D statistics (None: no depth), and the image's gate summary; label i+1 is
+    object i as in labels_from_masks."""
+    objects = [ObjectResult(object_id=object_id, label=label, iou_score=float(score), box=box, area=area)
+               for label, (object_id, (box, area), score) in enumerate(zip(object_ids, extents, scores, strict=True),
+                                                                        start=1)]
+    for index, obj in enumerate(objects):
+        obj.status = int(statuses[index]) if statuses is not None else ObjectResult.STATUS_PROMPTED
+        if points is not None and points.counts[index]:
+            obj.centroid = Point(x=float(points.centroids[index, 0]), y=float(points.centroids[index, 1]),
+                                 z=float(points.centroids[index, 2]))
+            obj.extent = Vector3(x=float(points.extents[index, 0]), y=float(points.extents[index, 1]),
+                                 z=float(points.extents[index, 2]))
+            obj.depth_points = int(points.counts[index])
+    return SegmentResult(header=header, latency_ms=float(latency_ms), high_rank_share=float(high_rank_share),
+                         mean_active_components=float(mean_active_components), objects=objects)
+
+
+# PointCloud2 layout of ~/points: x, y, z float32 and the object's label uint32, 16 bytes per point, no padding.
+CLOUD_FIELDS = (("x", PointField.FLOAT32, np.float32), ("y", PointField.FLOAT32, np.float32),
+                ("z", PointField.FLOAT32, np.float32), ("label", PointField.UINT32, np.uint32))
+
+
+def cloud_msg(header: Header, points: ObjectPoints) -> PointCloud2:
+    """An unordered PointCloud2 (height 1) of every object's points with their labels, in `header`'s frame; the
+    layout sensor_msgs_py.point_cloud2.read_points and RViz read (CLOUD_FIELDS, native byte order)."""
+    dtype = np.dtype([(name, kind) for name, _, kind in CLOUD_FIELDS])
+    fields = [PointField(name=name, offset=dtype.fields[name][1], datatype=datatype, count=1)
+              for name, datatype, _ in CLOUD_FIELDS]
+    cloud = np.empty(len(points.points), dtype)
+    for axis, name in enumerate("xyz"):
+        cloud[name] = points.points[:, axis]
+    cloud["label"] = points.labels
+    msg = PointCloud2(header=header, height=1, width=len(cloud), fields=fields, is_bigendian=not np.little_endian,
+                      point_step=dtype.itemsize, row_step=dtype.itemsize * len(cloud), is_dense=True)
+    msg.data.frombytes(cloud.view(np.uint8))  # one copy (as array_to_image)
+    return msg
+
+
+MARKER_NAMESPACES = ("gara_boxes", "gara_ids")  # a CUBE and a TEXT_VIEW_FACING marker per object, id = label
+
+
+def markers_msg(header: Header, object_ids: list[str], points: ObjectPoints) -> MarkerArray:
+    """For RViz: a DELETEALL (objects of the previous frame vanish), then per object with depth points a
+    translucent box of its extent at its centroid and its id above it, in its colour in ~/overlay."""
+    markers = [Marker(header=header, action=Marker.DELETEALL)]
+    for index, object_id in enumerate(object_ids):
+        if not points.counts[index]:
+            continue
+        (x, y, z), (dx, dy, dz) = points.centroids[index], np.maximum(points.extents[index], 0.01)  # RViz: no 0 size
+        blue, green, red = (float(c) / 255 for c in label_colour(index + 1))
+        box = Marker(header=header, ns=MARKER_NAMESPACES[0], id=index + 1, type=Marker.CUBE, action=Marker.ADD,
+                     pose=Pose(position=Point(x=x, y=y, z=z), orientation=Quaternion(w=1.0)),
+                     scale=Vector3(x=dx, y=dy, z=dz), color=ColorRGBA(r=red, g=green, b=blue, a=0.4))
+        text_height = float(np.clip(0.2 * max(dx, dy), 0.03, 0.3))
+        label = Marker(header=header, ns=MARKER_NAMESPACES[1], id=index + 1, type=Marker.TEXT_VIEW_FACING,
+                       action=Marker.ADD, text=object_id, scale=Vector3(z=text_height),
+                       pose=Pose(position=Point(x=x, y=y - dy / 2 - text_height, z=z), orientation=Quaternion(w=1.0)),
+                       color=ColorRGBA(r=red, g=green, b=blue, a=1.0))
+        markers += [box, label]
+    return MarkerArray(markers=markers)

@@ -1,4 +1,5 @@
-"""The segmentation node's logic without rclpy: frames, prompts, one job's processing into arrays, statistics.
+"""The segmentation node's logic without rclpy: frames, prompts, followed objects, one job's processing into arrays
+(masks, and 3D points from an aligned depth image), statistics.
 
 A front end hands it the messages it receives and publishes what it returns: `segment_node.py` for live topics.
 Messages are read field by field through gara_ros.conversions, so any object with the same fields works.
@@ -21,8 +22,10 @@ from gara_model.predictor import GaraPredictor
 from gara_model.prompts import ObjectPrompt, validate_prompt
 from gara_ros import conversions
 from gara_ros.conversions import ConversionError
+from gara_ros.depth import ObjectPoints, object_points
 from gara_ros.frames import DeliveryMonitor, Frame, FrameBuffer
 from gara_ros.overlay import draw_overlay
+from gara_ros.tracking import FollowConfig, Planned, Status, Tracker
 
 CLICK_ID = "click"  # object id of a click's one-point prompt
 OUTPUT_ENCODINGS = {"mask": "mono8", "labels": "mono16", "overlay": "bgr8"}  # image outputs, in publishing order
@@ -39,6 +42,8 @@ PROBLEM_LEVELS = {
     "prompt": "error",  # whole prompt rejected: stamp, no objects, too many objects
     "object": "error",  # objects of a prompt rejected for the image they apply to
     "no_frame": "warning",  # prompt with no buffered image to apply to
+    "depth": "error",  # unusable depth image or camera info, or one that does not fit the colour image
+    "no_depth": "warning",  # use_depth, but no depth image or camera info within stamp_tolerance of a frame
     "inference": "error",  # the model failed on a frame
     "transport": "warning",  # most frames lost before reaching the node
     "internal": "error",  # an unexpected exception caught in a front end's callback
@@ -133,12 +138,18 @@ class Settings:
     """The node parameters the core uses (segment_node.PARAMETERS describes them and holds the defaults)."""
 
     persist: bool
+    track: bool
+    track_min_score: float
+    track_max_area_change: float
     stamp_tolerance: float  # seconds
     buffer_size: int
     max_objects: int
     max_points: int
     multimask: bool
     mask_threshold: float
+    use_depth: bool
+    max_depth: float  # metres
+    depth_band: float  # metres
 
 
 @dataclass(frozen=True)
@@ -146,18 +157,21 @@ class Job:
     """One inference: a frame and the prompts to apply to it, checked against the frame once it is decoded."""
 
     frame: Frame
-    prompts: list[ObjectPrompt]
+    prompts: list[ObjectPrompt] | None  # None: the followed objects (track mode), planned when the job is processed
     queued: float = field(default_factory=time.monotonic)  # latency is measured from here
 
 
 @dataclass
 class Output:
-    """A processed job: O objects (those that passed the checks), arrays at the frame's size (H, W)."""
+    """A processed job: O objects (those that passed the checks, then in track mode the lost ones), arrays at the
+    frame's size (H, W)."""
 
     frame: Frame
     object_ids: list[str]
-    scores: np.ndarray  # (O,) predicted IoU of the published masks
+    statuses: list[Status]  # (O,)
+    scores: np.ndarray  # (O,) predicted IoU of the published masks (0 for lost objects)
     extents: list[tuple[tuple[float, float, float, float], int]]  # per object: XYXY mask box, area (mask_box_area)
+    points: ObjectPoints | None  # 3D of each object (use_depth and a matching depth image), else None
     high_rank_share: float  # the image's gate summary; 0 for plain SAM
     mean_active_components: float
     latency_ms: float  # from queueing the job to the end of inference
@@ -202,8 +216,12 @@ class SegmentCore:
         self.predictor, self.decode, self.settings, self.submit = predictor, decode, settings, submit
         self.problems = ProblemLog(emit)
         self.frames = FrameBuffer(settings.buffer_size)
+        self.depth_frames = FrameBuffer(settings.buffer_size)  # depth images, unconverted (use_depth)
+        self.camera_infos = FrameBuffer(settings.buffer_size)  # their sensor_msgs/CameraInfo
         self.delivery = DeliveryMonitor()
         self._active: list[ObjectPrompt] = []  # persisted prompts
+        self.tracker = Tracker(FollowConfig(min_score=settings.track_min_score,
+                                            max_area_change=settings.track_max_area_change), settings.max_objects)
         self._enabled = True
         self._stats = Stats()
         self._window = (time.monotonic(), Stats())  # start and stats of the diagnostics period
@@ -211,7 +229,8 @@ class SegmentCore:
 
     # --- inputs (callbacks: bookkeeping only) --------------------------------------------------------
     def on_frame(self, msg) -> None:
-        """Buffers a received image message, unconverted, and submits the job for the persisted prompts, if any."""
+        """Buffers a received image message, unconverted, and submits the job for the persisted prompts or the
+        followed objects, if any."""
         try:
             frame = Frame(msg, conversions.stamp_to_ns(msg.header.stamp))
         except ConversionError as error:
@@ -220,13 +239,31 @@ class SegmentCore:
         self.frames.add(frame)
         self.delivery.add(frame.stamp_ns)
         with self._lock:
-            job = Job(frame, self._active) if self._enabled and self._active else None
+            job = None
+            if self._enabled and self.settings.track:
+                job = Job(frame, None) if self.tracker.following() else None
+            elif self._enabled and self._active:
+                job = Job(frame, self._active)
         if job is not None:
             self.submit(job)
         self._count("received")
 
+    def on_depth(self, msg) -> None:
+        """Buffers a received aligned depth image, unconverted; a frame takes the one nearest its stamp."""
+        self._buffer(self.depth_frames, msg, "depth image")
+
+    def on_camera_info(self, msg) -> None:
+        """Buffers the depth image's sensor_msgs/CameraInfo; a frame takes the one nearest its stamp."""
+        self._buffer(self.camera_infos, msg, "camera info")
+
+    def _buffer(self, frames: FrameBuffer, msg, what: str) -> None:
+        try:
+            frames.add(Frame(msg, conversions.stamp_to_ns(msg.header.stamp)))
+        except ConversionError as error:
+            self.problems.report("depth", f"{what} ignored: {error}")
+
     def on_prompt(self, msg) -> None:
-        """A SegmentPrompt message: its stamp names the frame (0 = the latest)."""
+        """A SegmentPrompt message: its stamp names the frame (0 = the latest); its removals apply first."""
         prompts = conversions.prompts_from_msg(msg)
         try:
             stamp_ns = conversions.stamp_to_ns(msg.header.stamp)
@@ -235,6 +272,11 @@ class SegmentCore:
                                            f"{error}")
             self._count("prompts")
             return
+        if msg.remove:
+            self.remove(list(msg.remove))
+            if not prompts:
+                self._count("prompts")
+                return
         self.prompt(prompts, stamp_ns)
 
     def click(self, x: float, y: float) -> None:
@@ -245,7 +287,9 @@ class SegmentCore:
         """Prompts for the buffered frame nearest `stamp_ns` within stamp_tolerance (0 = the latest frame).
 
         Whole-prompt checks happen here; each object is checked against its frame in `process`.
-        With persist, the prompts replace the persisted ones.
+        With persist, the prompts replace the persisted ones. With track, new ids join the followed objects and
+        known ids are prompted again; the prompts apply to the next frame processed (this one, unless a newer
+        frame's job replaces it).
         """
         job = self._prompt_job(prompts, stamp_ns)
         if job is not None:
@@ -267,13 +311,26 @@ class SegmentCore:
                     else f"no buffered image within stamp_tolerance of its stamp {stamp_text(stamp_ns)}")
             self.problems.report("no_frame", f"prompt for {object_names(ids)} ignored: {what}")
             return None
+        if self.settings.track:
+            errors = self.tracker.prompt(prompts)
+            if errors:
+                self.problems.report("object", f"{len(errors)} of {len(prompts)} objects ignored: "
+                                               + "; ".join(errors[:3]))
+            return Job(frame, None) if self._enabled and self.tracker.following() else None
         with self._lock:
             if self.settings.persist:
                 self._active = prompts
             return Job(frame, prompts) if self._enabled else None
 
+    def remove(self, object_ids: list[str]) -> None:
+        """Stops following these ids (track) and drops them from the persisted prompts (persist)."""
+        self.tracker.remove(object_ids)
+        with self._lock:
+            self._active = [p for p in self._active if p.object_id not in object_ids]
+
     def clear(self) -> None:
-        """Drops the persisted prompts."""
+        """Drops the persisted prompts and the followed objects."""
+        self.tracker.clear()
         with self._lock:
             self._active = []
 
@@ -298,7 +355,9 @@ class SegmentCore:
         one call; None when paused, when the frame is unusable or the model fails (reported), or when no object
         is valid. `wanted`: which of OUTPUT_ENCODINGS to build.
 
-        Objects rejected for a frame are also dropped from the persisted prompts they came from.
+        Objects rejected for a frame are also dropped from the persisted prompts they came from. In track mode the
+        followed objects are planned here (tracking.Tracker), and their masks checked and kept for the next frame.
+        With use_depth, each object's mask is back-projected with the depth image nearest the frame's stamp.
         """
         if not self._enabled:
             return None
@@ -309,10 +368,20 @@ class SegmentCore:
         except ConversionError as error:
             self._count_failure("image", f"{name} skipped: {error}")
             return None
-        prompts, errors = check_objects(job.prompts, rgb.shape[:2], self.settings.max_points)
+        planned = self.tracker.plan(rgb.shape[:2]) if job.prompts is None else []
+        given = job.prompts if job.prompts is not None else [p.prompt for p in planned if p.prompt is not None]
+        prompts, errors = check_objects(given, rgb.shape[:2], self.settings.max_points)
         if errors:
-            self.problems.report("object", f"{name}: {len(errors)} of {len(job.prompts)} objects ignored: "
+            self.problems.report("object", f"{name}: {len(errors)} of {len(given)} objects ignored: "
                                            + "; ".join(errors[:3]))
+            valid = {p.object_id for p in prompts}
+            rejected = [entry for entry in planned if entry.prompt is not None and entry.object_id not in valid]
+            for entry in rejected:
+                self.tracker.reject(entry)
+            if rejected:  # a followed object whose new prompt was refused goes on from its previous mask
+                planned = self.tracker.plan(rgb.shape[:2])
+                prompts, _ = check_objects([p.prompt for p in planned if p.prompt is not None], rgb.shape[:2],
+                                           self.settings.max_points)  # any newer refusals: the next frame's
             with self._lock:
                 if self._active is job.prompts:
                     self._active = prompts
@@ -330,18 +399,65 @@ class SegmentCore:
         latency_ms = (time.monotonic() - job.queued) * 1e3
         masks, scores = conversions.best_masks(prediction.masks, prediction.iou_scores)
         ids = [p.object_id for p in prompts]
-        extents = [conversions.mask_box_area(mask) for mask in masks]
+        statuses = [Status.PROMPTED] * len(ids)
+        if job.prompts is None:
+            statuses, lost_ids = self._follow(planned, ids, masks, scores)
+            ids += lost_ids
+            statuses += [Status.LOST] * len(lost_ids)
+            scores = np.concatenate([scores, np.zeros(len(lost_ids), scores.dtype)])
+        extents = [conversions.mask_box_area(mask) for mask in masks]  # lost objects: zeros, no mask
+        extents += [((0.0, 0.0, 0.0, 0.0), 0)] * (len(ids) - len(masks))
         images = {}
         if "mask" in wanted:
-            images["mask"] = conversions.mask_union(masks, extents)
+            images["mask"] = conversions.mask_union(masks, extents[:len(masks)])
         if "labels" in wanted:
-            images["labels"] = conversions.labels_from_masks(masks, extents)
+            images["labels"] = conversions.labels_from_masks(masks, extents[:len(masks)])
         if "overlay" in wanted:
-            images["overlay"] = draw_overlay(rgb, masks, ids, scores)
+            images["overlay"] = draw_overlay(rgb, masks, ids[:len(masks)], scores[:len(masks)])
         timer.lap("encode")
+        points = self._points(job.frame, name, masks, extents, len(ids)) if self.settings.use_depth else None
+        if points is not None:
+            timer.lap("depth")
         gates = prediction.gates
-        return Output(job.frame, ids, scores, extents, gates.high_rank_share if gates else 0.0,
+        return Output(job.frame, ids, statuses, scores, extents, points, gates.high_rank_share if gates else 0.0,
                       gates.mean_active_components if gates else 0.0, latency_ms, images, timer)
+
+    def _follow(self, planned: list[Planned], ids: list[str], masks: np.ndarray,
+                scores: np.ndarray) -> tuple[list[Status], list[str]]:
+        """Track mode: the segmented objects' statuses (their masks kept as seeds, or the object lost: then its mask
+        and score are cleared in place), and the ids of the objects that were lost before this frame."""
+        segmented = {entry.object_id: entry for entry in planned if entry.prompt is not None}
+        statuses = self.tracker.update([segmented[i] for i in ids], masks, scores)
+        for index, status in enumerate(statuses):
+            if status == Status.LOST:
+                masks[index], scores[index] = False, 0.0
+        return statuses, [entry.object_id for entry in planned if entry.prompt is None]
+
+    def _points(self, frame: Frame, name: str, masks: np.ndarray,
+                extents: list[tuple[tuple[float, float, float, float], int]], count: int) -> ObjectPoints | None:
+        """Each object's 3D points from the depth image and camera info nearest the frame's stamp; None (reported)
+        when there are none within stamp_tolerance or they are unusable."""
+        tolerance = int(self.settings.stamp_tolerance * 1e9)
+        depth, info = (frames.find(frame.stamp_ns, tolerance) for frames in (self.depth_frames, self.camera_infos))
+        if depth is None or info is None:
+            missing = "depth image" if depth is None else "camera info"
+            self.problems.report("no_depth", f"{name}: no {missing} within stamp_tolerance, no 3D for it")
+            return None
+        try:
+            metres = conversions.depth_to_metres(depth.msg)
+            intrinsics = conversions.intrinsics_from_camera_info(info.msg)
+        except ConversionError as error:
+            self.problems.report("depth", f"{name}: no 3D: {error}")
+            return None
+        height, width = masks.shape[1:]
+        sizes = {"depth image": metres.shape[::-1], "camera info": (intrinsics.width, intrinsics.height)}
+        for what, size in sizes.items():
+            if tuple(size) != (width, height):
+                self.problems.report("depth", f"{name}: no 3D: {what} is {size[0]} x {size[1]}, the colour image "
+                                              f"{width} x {height} (use a depth image aligned to the colour one)")
+                return None
+        return object_points(metres, masks, [box for box, _ in extents[:len(masks)]], intrinsics,
+                             self.settings.max_depth, self.settings.depth_band, depth.msg.header.frame_id, count)
 
     def record(self, output: Output) -> None:
         """Counts a published output and keeps its times."""
@@ -360,6 +476,7 @@ class SegmentCore:
         """The period since the last call: processing rate, frames received against expected, failures; a
         transport warning is also logged. Starts the next period."""
         now, stats, delivery = time.monotonic(), self.stats(), self.delivery.take()
+        followed, lost = self.tracker.counts()
         start, before = self._window
         self._window = (now, stats)
         failing = stats.failed > before.failed
@@ -377,7 +494,8 @@ class SegmentCore:
             "period_frames_lost_in_transport": str(delivery.lost_reported),
             "frames_received": str(stats.received), "frame_errors": str(stats.failed),
             "prompts": str(stats.prompts), "device": str(self.predictor.device), "model": self.predictor.model_name,
-            "enabled": str(self._enabled), "active_objects": str(len(self.active)),
+            "enabled": str(self._enabled),
+            "active_objects": str(followed if self.settings.track else len(self.active)), "lost_objects": str(lost),
             **{f"problems_{kind}": str(count) for kind, count in sorted(self.problems.counts().items())},
         }
         messages = ["frames failed" if failing else "", "most frames lost in transport" if losing else ""]

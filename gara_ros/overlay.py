@@ -12,6 +12,11 @@ PALETTE = np.array([
 ], np.uint8)
 
 
+def label_colour(label: int) -> np.ndarray:
+    """The BGR colour of instance label 1, 2, ... (object i of a result has label i + 1)."""
+    return PALETTE[(label - 1) % len(PALETTE)]
+
+
 def draw_overlay(rgb: np.ndarray, masks: np.ndarray, object_ids: list[str], scores: np.ndarray,
                  alpha: float = 0.5) -> np.ndarray:
     """(H,W,3) uint8 RGB and (O,H,W) bool masks -> (H,W,3) uint8 BGR with masks blended, outlined and labelled.
@@ -20,7 +25,7 @@ def draw_overlay(rgb: np.ndarray, masks: np.ndarray, object_ids: list[str], scor
     """
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     for i, (mask, object_id, score) in enumerate(zip(masks, object_ids, scores, strict=True)):
-        colour = PALETTE[i % len(PALETTE)]
+        colour = label_colour(i + 1)
         inside = mask.view(np.uint8)
         x, y, width, height = cv2.boundingRect(inside)
         if width == 0:

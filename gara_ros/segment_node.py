@@ -21,9 +21,10 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from std_srvs.srv import SetBool, Trigger
+from visualization_msgs.msg import MarkerArray
 
 from gara_model.predictor import GaraPredictor
 from gara_ros import conversions
@@ -50,6 +51,11 @@ PARAMETERS = {
     "multimask": (False, "decode 3 masks per object and keep the best-scoring one"),
     "mask_threshold": (0.0, "logit threshold for the binary masks"),
     "persist": (False, "apply the last prompts to every new frame until ~/clear"),
+    "track": (False, "follow each prompted object from its own previous mask on every new frame until it is removed "
+                     "or ~/clear (persist is then not used; docs/ros.md, 'Track mode')"),
+    "track_min_score": (0.3, "track: a followed object whose predicted IoU falls below this is lost"),
+    "track_max_area_change": (3.0, "track: a followed object whose mask area grows or shrinks more than this factor "
+                                   "from one frame to the next is lost"),
     "stamp_tolerance": (0.05, "seconds: a stamped prompt uses the buffered frame nearest in time within this"),
     "buffer_size": (30, "recent frames kept for stamped prompts"),
     "overlay": (True, "draw and publish ~/overlay"),
@@ -57,6 +63,10 @@ PARAMETERS = {
     "max_objects": (16, "prompts with more objects are rejected"),
     "max_points": (64, "objects with more points are rejected"),
     "diagnostics_period": (1.0, "seconds between /diagnostics messages"),
+    "use_depth": (False, "subscribe to depth_image (aligned to image; 16UC1 mm or 32FC1 m) and depth_info; publish "
+                         "~/points and ~/markers and each object's 3D in ~/result"),
+    "max_depth": (10.0, "metres: depth beyond this is invalid"),
+    "depth_band": (0.5, "metres: an object's 3D keeps the points within this depth of its median (0 = all)"),
 }
 IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
 PROMPT_QOS = QoSProfile(depth=10)  # reliable
@@ -107,6 +117,16 @@ class SegmentNode(Node):
                                  for name in OUTPUT_ENCODINGS}
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(self.p["diagnostics_period"], self._guard("diagnostics", self.publish_diagnostics))
+
+        # --- 3D from an aligned depth image (use_depth) ---
+        self.pub_points = self.pub_markers = None
+        if self.p["use_depth"]:
+            self.create_subscription(Image, "depth_image", self._guard("depth", self.core.on_depth), IMAGE_QOS,
+                                     qos_overriding_options=overrides)
+            self.create_subscription(CameraInfo, "depth_info", self._guard("depth_info", self.core.on_camera_info),
+                                     IMAGE_QOS, qos_overriding_options=overrides)
+            self.pub_points = self.create_publisher(PointCloud2, "~/points", OUTPUT_QOS)
+            self.pub_markers = self.create_publisher(MarkerArray, "~/markers", OUTPUT_QOS)
 
         self._worker = threading.Thread(target=self._work, name="gara_inference", daemon=True)
         self._worker.start()
@@ -177,13 +197,26 @@ class SegmentNode(Node):
         header = job.frame.msg.header
         messages = [(self.pub_result, conversions.result_msg(
             header, output.object_ids, output.extents, output.scores, output.high_rank_share,
-            output.mean_active_components, output.latency_ms))]
+            output.mean_active_components, output.latency_ms, output.statuses, output.points))]
         messages += [(self.image_publishers[name], conversions.array_to_image(pixels, OUTPUT_ENCODINGS[name], header))
                      for name, pixels in output.images.items()]
+        messages += self._messages_3d(header, output)
         for publisher, msg in messages:
             publisher.publish(msg)
         output.timer.lap("publish")
         self.core.record(output)
+
+    def _messages_3d(self, header: Header, output) -> list:
+        """~/points and ~/markers for a frame with depth, each only when subscribed, in the depth image's frame."""
+        if output.points is None:
+            return []
+        header_3d = Header(stamp=header.stamp, frame_id=output.points.frame_id or header.frame_id)
+        messages = []
+        if self.pub_points.get_subscription_count():
+            messages.append((self.pub_points, conversions.cloud_msg(header_3d, output.points)))
+        if self.pub_markers.get_subscription_count():
+            messages.append((self.pub_markers, conversions.markers_msg(header_3d, output.object_ids, output.points)))
+        return messages
 
     # --- diagnostics ----------------------------------------------------------------------------------
     def publish_diagnostics(self) -> None:

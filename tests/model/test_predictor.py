@@ -220,3 +220,33 @@ def test_from_files_names_its_rule_for_a_variant_without_checkpoint(caplog):
         predictor = GaraPredictor.from_files("vit_h", device="cpu")
     assert predictor.model_name.startswith("GaRA-SAM (embed 96, depth 4")
     assert "sam_variant 'vit_h' applies to a checkpoint only" in caplog.text
+
+
+def test_mask_input_matches_segment_anything_predictor(tiny_sam, image):
+    """A previous prediction's low-res logits as the mask prompt: SamPredictor's mask_input, per object."""
+    ours = GaraPredictor(tiny_sam, device="cpu")
+    ours.set_image(image)
+    theirs = SamPredictor(tiny_sam)
+    theirs.set_image(image)
+    previous = ours.predict(OBJECTS[:2]).low_res_logits[:, 0]  # O x h x w
+    followed = [ObjectPrompt(o.object_id, o.points, o.labels, o.box, mask_input=logits)
+                for o, logits in zip(OBJECTS[:2], previous[::-1])]  # each object gets the other's mask
+    followed.append(ObjectPrompt("mask only", mask_input=previous[0]))
+    got = ours.predict(followed)
+    ours.chunk_bytes = 1  # one object per decoder call: the per-object dense embeddings split with them
+    assert np.allclose(ours.predict(followed).low_res_logits, got.low_res_logits, atol=1e-5)
+    for i, obj in enumerate(followed):
+        _, scores, logits = theirs.predict(
+            point_coords=obj.points if len(obj.points) else None, point_labels=obj.labels if len(obj.points) else None,
+            box=obj.box, mask_input=obj.mask_input[None], multimask_output=False)
+        assert np.allclose(got.low_res_logits[i], logits, atol=1e-5)
+        assert np.allclose(got.iou_scores[i], scores, atol=1e-6)
+    plain = ours.predict(OBJECTS[:2]).low_res_logits
+    assert not np.allclose(plain, got.low_res_logits[:2], atol=1e-3)  # the mask input changed the result
+
+
+def test_mask_input_of_the_wrong_size_is_refused(predictor):
+    with pytest.raises(ValueError, match="'m': mask_input is 32 x 32, this model takes 64 x 64"):
+        predictor.predict([ObjectPrompt("m", box=np.array([40.0, 30.0, 100.0, 70.0]), mask_input=np.zeros((32, 32)))])
+    with pytest.raises(ValueError, match="'n': mask_input must be an h x w array of finite logits"):
+        predictor.predict([ObjectPrompt("n", mask_input=np.full((64, 64), np.nan))])

@@ -13,9 +13,10 @@ from geometry_msgs.msg import PointStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from std_srvs.srv import SetBool, Trigger
+from visualization_msgs.msg import MarkerArray
 
 from gara_ros.conversions import array_to_image
 from gara_ros.msg import SegmentPrompt, SegmentResult
@@ -23,6 +24,7 @@ from gara_ros.segment_node import OUTPUT_QOS, PROMPT_QOS, SegmentNode
 from tests.ros.helpers import stamp
 
 OUTPUTS = {"mask": Image, "labels": Image, "overlay": Image, "result": SegmentResult}
+OUTPUTS_3D = {"points": PointCloud2, "markers": MarkerArray}  # with use_depth
 
 
 def wait_for(predicate, timeout: float = 5.0, period: float = 0.01) -> bool:
@@ -49,17 +51,23 @@ class Harness:
         name = self.node.get_fully_qualified_name()
         self.clear = self.client.create_client(Trigger, f"{name}/clear")
         self.enable = self.client.create_client(SetBool, f"{name}/enable")
-        self.received = {output: [] for output in OUTPUTS}
-        for output, msg_type in OUTPUTS.items():
+        outputs = OUTPUTS | (OUTPUTS_3D if params.get("use_depth") else {})
+        self.received = {output: [] for output in outputs}
+        for output, msg_type in outputs.items():
             self.client.create_subscription(msg_type, f"{name}/{output}", self.received[output].append, OUTPUT_QOS)
+        inputs, node_publishers = [self.images, self.prompts, self.clicks], [*self.node.image_publishers.values(),
+                                                                              self.node.pub_result]
+        if params.get("use_depth"):
+            self.depth = self.client.create_publisher(Image, "depth_image", qos_profile_sensor_data)
+            self.depth_info = self.client.create_publisher(CameraInfo, "depth_info", qos_profile_sensor_data)
+            inputs += [self.depth, self.depth_info]
+            node_publishers += [self.node.pub_points, self.node.pub_markers]
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self.executor.add_node(self.client)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
-        node_publishers = (*self.node.image_publishers.values(), self.node.pub_result)
-        if not wait_for(lambda: all(p.get_subscription_count() for p in (self.images, self.prompts, self.clicks))
-                        and all(p.get_subscription_count() for p in node_publishers)):
+        if not wait_for(lambda: all(p.get_subscription_count() for p in inputs + node_publishers)):
             self.close()
             raise TimeoutError("segment_node and the client did not discover each other within 5 s")
 
@@ -74,6 +82,15 @@ class Harness:
         if not wait_for(lambda: self.stats().received > before, timeout):
             raise TimeoutError(f"segment_node did not receive the image within {timeout} s")
         return msg
+
+    def send_depth(self, depth: Image, info: CameraInfo, timeout: float = 5.0) -> None:
+        """Publish a depth image and its camera info (use_depth) and wait until the node has buffered both."""
+        stamp_ns = depth.header.stamp.sec * 10**9 + depth.header.stamp.nanosec
+        core = self.node.core
+        self.depth.publish(depth)
+        self.depth_info.publish(info)
+        if not wait_for(lambda: core.depth_frames.find(stamp_ns, 0) and core.camera_infos.find(stamp_ns, 0), timeout):
+            raise TimeoutError(f"segment_node did not receive the depth image and camera info within {timeout} s")
 
     def send_prompt(self, msg, timeout: float = 5.0) -> None:
         """Publish a SegmentPrompt and wait until the node has handled it (and submitted its job, if any)."""

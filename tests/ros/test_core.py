@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,12 +15,9 @@ from gara_ros import conversions
 from gara_ros.conversions import array_to_image
 from gara_ros.msg import SegmentPrompt
 from gara_ros.core import (
-    CLICK_ID, OUTPUT_ENCODINGS, TRANSPORT_ADVICE, ProblemLog, SegmentCore, Settings, check_objects, object_names,
+    CLICK_ID, OUTPUT_ENCODINGS, TRANSPORT_ADVICE, ProblemLog, check_objects, object_names,
 )
-from tests.ros.helpers import box_object, point_object, prompt, scene, stamp
-
-SETTINGS = Settings(persist=False, stamp_tolerance=0.05, buffer_size=30, max_objects=16, max_points=64,
-                    multimask=False, mask_threshold=0.0)
+from tests.ros.helpers import Recorder, box_object, point_object, prompt, scene
 
 
 def test_core_runs_without_rclpy():
@@ -115,20 +111,6 @@ def test_object_names_lists_the_first_few_shortened():
 @pytest.fixture(scope="module")
 def predictor():
     return GaraPredictor.from_files(device="cpu")
-
-
-class Recorder:
-    """A SegmentCore with its submitted jobs and log lines."""
-
-    def __init__(self, predictor, **settings):
-        self.jobs, self.lines = [], []
-        self.core = SegmentCore(predictor, conversions.image_to_rgb, replace(SETTINGS, **settings),
-                                lambda level, line: self.lines.append(line), self.jobs.append)
-
-    def frame(self, t, rgb=None, encoding="rgb8"):
-        msg = array_to_image(scene() if rgb is None else rgb, encoding, Header(stamp=stamp(t), frame_id="camera"))
-        self.core.on_frame(msg)
-        return msg
 
 
 def test_stamped_prompt_picks_the_nearest_frame_within_tolerance(predictor):
