@@ -8,6 +8,7 @@ is counted and becomes at most one log line per kind per few seconds (`ProblemLo
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import Counter
@@ -138,6 +139,15 @@ class Settings:
     max_points: int
     multimask: bool
     mask_threshold: float
+
+    def __post_init__(self):
+        for name, valid, rule in (("stamp_tolerance", self.stamp_tolerance >= 0, ">= 0"),
+                                  ("buffer_size", self.buffer_size >= 1, ">= 1"),
+                                  ("max_objects", self.max_objects >= 1, ">= 1"),
+                                  ("max_points", self.max_points >= 1, ">= 1"),
+                                  ("mask_threshold", math.isfinite(self.mask_threshold), "a finite number")):
+            if not valid:
+                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -270,6 +280,14 @@ class SegmentCore:
             if self.settings.persist:
                 self._active = prompts
             return Job(frame, prompts) if self._enabled else None
+
+    def update(self, settings: Settings) -> None:
+        """Applies new settings from the next frame or prompt on (run-time parameters); leaving persist drops the
+        persisted prompts. buffer_size keeps the value the core was built with."""
+        with self._lock:
+            if not settings.persist:
+                self._active = []
+            self.settings = settings
 
     def clear(self) -> None:
         """Drops the persisted prompts."""
