@@ -33,11 +33,11 @@ export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"  # whe
 echo "setup_ros.sh: building gara_ros messages in $BUILD_DIR"
 cmake -S "$REPO" -B "$BUILD_DIR" -Wno-dev \
   -DCMAKE_INSTALL_PREFIX="$VENV" -DCMAKE_PREFIX_PATH="$VENV" \
-  -DPython3_EXECUTABLE="$PY" -DBUILD_TESTING=OFF -DGARA_MESSAGES_ONLY=ON >"$BUILD_DIR.log" 2>&1 \
+  -DPython3_EXECUTABLE="$PY" -DBUILD_TESTING=OFF -DGARA_EDITABLE=ON >"$BUILD_DIR.log" 2>&1 \
   || { cat "$BUILD_DIR.log" >&2; exit 1; }
 cmake --build "$BUILD_DIR" -j2 >>"$BUILD_DIR.log" 2>&1 || { tail -50 "$BUILD_DIR.log" >&2; exit 1; }
 cmake --install "$BUILD_DIR" >>"$BUILD_DIR.log" 2>&1 || { tail -50 "$BUILD_DIR.log" >&2; exit 1; }
 
-"$PY" -c 'import rclpy; from gara_ros.msg import SegmentPrompt, SegmentResult' \
-  || { echo "setup_ros.sh: messages built but not importable" >&2; exit 1; }
-echo "setup_ros.sh: done (rclpy and gara_ros.msg importable from $VENV)"
+(cd / && "$PY" -c 'import rclpy, gara_ros.segment_node; from gara_ros.msg import SegmentPrompt, SegmentResult') \
+  || { echo "setup_ros.sh: messages built but gara_ros not importable from another directory" >&2; exit 1; }
+echo "setup_ros.sh: done (rclpy, gara_ros and its messages importable from $VENV in any directory)"
