@@ -89,7 +89,8 @@ class Harness:
 
     def set_params(self, **values) -> list[SetParametersResult]:
         """Set parameters as `ros2 param set` does; one result per parameter."""
-        request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+        request = SetParameters.Request(
+            parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
         return list(self.call(self.set_parameters, request).results)
 
     def stats(self):

@@ -27,7 +27,8 @@ def test_transitions_load_serve_stop_and_free_the_model(harness):
 
     assert h.transition("configure") and h.state() == "inactive"
     model = weakref.ref(h.node.core.predictor.model)
-    assert h.client.count_subscribers(h.images.topic_name) == 0  # inactive: not subscribed, so this reaches nobody
+    assert wait_for(lambda: h.client.count_subscribers(h.images.topic_name) == 0)  # inactive: not subscribed,
+    # so this frame and prompt reach nobody
     h.images.publish(array_to_image(scene(), "rgb8", Header(stamp=stamp(1))))
     h.prompts.publish(prompt(CUP))
 
