@@ -22,10 +22,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gara_ros.transport import PROFILE_VARIABLES, profile_env
+from gara_ros.transport import PROFILE_VARIABLES, profile_env, ros_distro
 
 REPO = Path(__file__).resolve().parents[1]
-RCLPY_DISTROS = {3: "humble", 7: "jazzy", 9: "kilted"}  # rclpy major version -> ROS 2 distribution
 NODE = "/segment_node"
 
 
@@ -47,9 +46,8 @@ def use_env(env: dict[str, str]) -> None:
 
 def ros_info() -> str:
     """rclpy version, distribution and middleware."""
-    version = importlib.metadata.version("ros-rclpy")
-    distro = os.environ.get("ROS_DISTRO") or RCLPY_DISTROS.get(int(version.split(".")[0]), "?")
-    return f"rclpy {version} ({distro}), {os.environ.get('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp (default)')}"
+    middleware = os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp (default)")
+    return f"rclpy {importlib.metadata.version('ros-rclpy')} ({ros_distro() or '?'}), {middleware}"
 
 
 def load_average() -> str:

@@ -1,8 +1,9 @@
-"""Device and precision choice: CUDA with autocast where it exists, the CPU in fp32 otherwise."""
+"""Device and precision choice: CUDA with autocast where it exists, the CPU in fp32 otherwise; freeing device memory."""
 
 from __future__ import annotations
 
 import contextlib
+import gc
 
 import torch
 
@@ -28,3 +29,13 @@ def autocast(device: torch.device, precision: str = "auto") -> contextlib.Abstra
     if precision == "fp32":
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.float16 if precision == "fp16" else torch.bfloat16)
+
+
+def release_memory(device: torch.device) -> None:
+    """Hands the memory of dropped tensors back to the device: call after dropping the last reference to a model.
+
+    PyTorch keeps freed CUDA blocks cached for reuse, so without this other processes on the GPU cannot use them.
+    """
+    gc.collect()  # a model's modules and hooks form reference cycles
+    if device.type == "cuda":
+        torch.cuda.empty_cache()

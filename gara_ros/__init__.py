@@ -1,9 +1,9 @@
 """ROS 2 glue for GaRA-SAM: message conversions and the segmentation node.
 
-The generated messages (gara_ros.msg) are installed by CMake, either next to this
-file (colcon) or into the venv's site-packages (scripts/setup_ros.sh). extend_path
-merges every gara_ros directory on sys.path, so the source tree and the installed
-messages form one package.
+The generated messages (gara_ros.msg) are installed by CMake: next to these modules (colcon, a robot), or into
+the venv's site-packages with an __init__.py that adds this source folder to the package (scripts/setup.sh, the
+GARA_EDITABLE install). extend_path merges every gara_ros folder on sys.path, so from the repository root this
+source tree and the installed messages also form one package.
 """
 from pkgutil import extend_path
 

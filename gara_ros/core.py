@@ -9,6 +9,7 @@ is counted and becomes at most one log line per kind per few seconds (`ProblemLo
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import Counter
@@ -151,6 +152,20 @@ class Settings:
     max_depth: float  # metres
     depth_band: float  # metres
 
+    def __post_init__(self):
+        for name, valid, rule in (("stamp_tolerance", self.stamp_tolerance >= 0, ">= 0"),
+                                  ("buffer_size", self.buffer_size >= 1, ">= 1"),
+                                  ("max_objects", self.max_objects >= 1, ">= 1"),
+                                  ("max_points", self.max_points >= 1, ">= 1"),
+                                  ("mask_threshold", math.isfinite(self.mask_threshold), "a finite number")):
+            if not valid:
+                raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+
+
+def follow_config(settings: Settings) -> FollowConfig:
+    """Track mode's rules for when a followed object is lost, from the node's settings."""
+    return FollowConfig(min_score=settings.track_min_score, max_area_change=settings.track_max_area_change)
+
 
 @dataclass(frozen=True)
 class Job:
@@ -220,8 +235,7 @@ class SegmentCore:
         self.camera_infos = FrameBuffer(settings.buffer_size)  # their sensor_msgs/CameraInfo
         self.delivery = DeliveryMonitor()
         self._active: list[ObjectPrompt] = []  # persisted prompts
-        self.tracker = Tracker(FollowConfig(min_score=settings.track_min_score,
-                                            max_area_change=settings.track_max_area_change), settings.max_objects)
+        self.tracker = Tracker(follow_config(settings), settings.max_objects)
         self._enabled = True
         self._stats = Stats()
         self._window = (time.monotonic(), Stats())  # start and stats of the diagnostics period
@@ -327,6 +341,18 @@ class SegmentCore:
         self.tracker.remove(object_ids)
         with self._lock:
             self._active = [p for p in self._active if p.object_id not in object_ids]
+
+    def update(self, settings: Settings) -> None:
+        """Applies new settings from the next frame or prompt on (run-time parameters); leaving persist drops the
+        persisted prompts, switching track on or off drops the followed objects. buffer_size keeps the value the
+        core was built with."""
+        if settings.track != self.settings.track:
+            self.tracker.clear()
+        self.tracker.config, self.tracker.max_objects = follow_config(settings), settings.max_objects
+        with self._lock:
+            if not settings.persist:
+                self._active = []
+            self.settings = settings
 
     def clear(self) -> None:
         """Drops the persisted prompts and the followed objects."""

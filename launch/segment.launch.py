@@ -1,8 +1,10 @@
 """GaRA-SAM segmentation node, optionally with RViz showing the overlay and mask.
 
 ros2 launch gara_ros segment.launch.py image:=/camera/image_raw checkpoint:=/models/sam_vit_b.pth rviz:=true
-fastdds_profile:=shm gives the node config/fastdds_shm.xml (large shared-memory transport for big images);
-the camera driver must use the same profile (FASTDDS_DEFAULT_PROFILES_FILE) for it to take effect.
+The node comes up active; autostart:=false leaves it unconfigured for a lifecycle manager.
+fastdds_profile:=shm gives the node config/fastdds_shm.xml (large shared-memory transport for big images) through
+the variable this distribution's Fast DDS reads (gara_ros.transport); the camera driver must use the same profile
+for it to take effect.
 """
 
 import os
@@ -27,11 +29,13 @@ OVERRIDES = {
 
 def segment_node(context):
     overrides = {name: LaunchConfiguration(name).perform(context) for name in OVERRIDES}
+    autostart = LaunchConfiguration("autostart").perform(context) == "true"
     env = profile_env(LaunchConfiguration("fastdds_profile").perform(context), os.path.join(SHARE, "config"))
     return [Node(
         package="gara_ros", executable="segment_node", name="segment_node", output="screen",
         namespace=LaunchConfiguration("namespace"), additional_env=env,
-        parameters=[LaunchConfiguration("params_file"), {k: v for k, v in overrides.items() if v}],
+        parameters=[LaunchConfiguration("params_file"), {k: v for k, v in overrides.items() if v},
+                    {"autostart": autostart}],
         remappings=[("image", LaunchConfiguration("image"))],
     )]
 
@@ -43,6 +47,9 @@ def generate_launch_description():
                               description="node parameters"),
         *(DeclareLaunchArgument(name, default_value="", description=text) for name, text in OVERRIDES.items()),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of the node and its outputs"),
+        DeclareLaunchArgument("autostart", default_value="true", choices=["true", "false"],
+                              description="configure and activate the (lifecycle) node at start-up; false: leave "
+                                          "it unconfigured for a lifecycle manager"),
         DeclareLaunchArgument("fastdds_profile", default_value="default", choices=list(PROFILES),
                               description="Fast DDS transports of the node: default, or shm (config/fastdds_shm.xml)"),
         DeclareLaunchArgument("rviz", default_value="false", description="open RViz with rviz/gara.rviz"),

@@ -3,10 +3,16 @@
 # then the ROS 2 side (rclpy wheels + our messages, scripts/setup_ros.sh). Idempotent.
 #   TORCH_SPEC  what pip installs for PyTorch first (default: the pair that works on the project's
 #               CI machines); set e.g. TORCH_SPEC="torch torchvision" for your own CUDA build.
+#   ROS_DISTRO  the ROS 2 wheels: kilted (default, into .venv) or jazzy (into .venv-jazzy).
 #   GARA_SKIP_ROS=1  skips the ROS 2 part (model-only machines).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-export VENV="${VENV:-$REPO/.venv}"
+if [ "${GARA_SKIP_ROS:-0}" = 1 ]; then
+  export VENV="${VENV:-$REPO/.venv}"
+else  # one venv per ROS 2 distribution; fails here, before any install, for one without wheels
+  VENV="${VENV:-$("$REPO/scripts/setup_ros.sh" --venv-path)}"
+  export VENV
+fi
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null || PYTHON=python3
 TORCH_SPEC="${TORCH_SPEC:-torch==2.14.1 torchvision==0.29.1}"

@@ -1,6 +1,6 @@
 """Real rclpy, kept on this machine: LOCALHOST discovery and a domain id of our own, set before rclpy loads.
 
-gara_ros.msg comes from the venv (scripts/setup_ros.sh); gara_ros/__init__.py merges it with the source tree.
+gara_ros.msg comes from the venv (scripts/setup_ros.sh), the modules from the source tree (docs/ros.md, "Install").
 """
 
 import os

@@ -10,6 +10,10 @@ import time
 
 import rclpy
 from geometry_msgs.msg import PointStamped
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.srv import SetParameters
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
@@ -38,7 +42,8 @@ def wait_for(predicate, timeout: float = 5.0, period: float = 0.01) -> bool:
 
 
 class Harness:
-    """A SegmentNode (parameters from `params`) and a client recording every output in `received`."""
+    """A SegmentNode (parameters from `params`) and a client recording every output in `received`; the client also
+    drives the node's lifecycle and parameters through their services, as `ros2 lifecycle` and `ros2 param` do."""
 
     def __init__(self, **params):
         self.node = SegmentNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
@@ -48,28 +53,58 @@ class Harness:
                                                    qos_profile_sensor_data)
         self.prompts = self.client.create_publisher(SegmentPrompt, "/gara/prompts", PROMPT_QOS)
         self.clicks = self.client.create_publisher(PointStamped, "clicks", PROMPT_QOS)
-        name = self.node.get_fully_qualified_name()
+        self.name = name = self.node.get_fully_qualified_name()
         self.clear = self.client.create_client(Trigger, f"{name}/clear")
         self.enable = self.client.create_client(SetBool, f"{name}/enable")
+        self.change_state = self.client.create_client(ChangeState, f"{name}/change_state")
+        self.get_state = self.client.create_client(GetState, f"{name}/get_state")
+        self.set_parameters = self.client.create_client(SetParameters, f"{name}/set_parameters")
         outputs = OUTPUTS | (OUTPUTS_3D if params.get("use_depth") else {})
         self.received = {output: [] for output in outputs}
         for output, msg_type in outputs.items():
             self.client.create_subscription(msg_type, f"{name}/{output}", self.received[output].append, OUTPUT_QOS)
-        inputs, node_publishers = [self.images, self.prompts, self.clicks], [*self.node.image_publishers.values(),
-                                                                              self.node.pub_result]
+        self.inputs = [self.images, self.prompts, self.clicks]
         if params.get("use_depth"):
             self.depth = self.client.create_publisher(Image, "depth_image", qos_profile_sensor_data)
             self.depth_info = self.client.create_publisher(CameraInfo, "depth_info", qos_profile_sensor_data)
-            inputs += [self.depth, self.depth_info]
-            node_publishers += [self.node.pub_points, self.node.pub_markers]
+            self.inputs += [self.depth, self.depth_info]
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self.executor.add_node(self.client)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
-        if not wait_for(lambda: all(p.get_subscription_count() for p in inputs + node_publishers)):
-            self.close()
-            raise TimeoutError("segment_node and the client did not discover each other within 5 s")
+        if self.node.lifecycle_state == "active":
+            try:
+                self.wait_connected()
+            except TimeoutError:
+                self.close()
+                raise
+
+    def wait_connected(self, timeout: float = 5.0) -> None:
+        """Wait until the active node and the client have discovered each other's publishers and subscriptions."""
+        if not wait_for(lambda: all(p.get_subscription_count() for p in self.inputs)
+                        and all(p.get_subscription_count() for p in self.node_publishers()), timeout):
+            raise TimeoutError(f"segment_node and the client did not discover each other within {timeout} s")
+
+    def node_publishers(self) -> list:
+        """The node's outputs this client subscribes to (they exist while the node is configured)."""
+        node = self.node
+        return [*node.image_publishers.values(), node.pub_result, *((node.pub_points, node.pub_markers)
+                                                                     if node.p["use_depth"] else ())]
+
+    def transition(self, label: str) -> bool:
+        """A lifecycle transition by its label (configure, activate, deactivate, cleanup, shutdown): success."""
+        return self.call(self.change_state, ChangeState.Request(transition=Transition(label=label))).success
+
+    def state(self) -> str:
+        """The node's lifecycle state as its get_state service tells it."""
+        return self.call(self.get_state, GetState.Request()).current_state.label
+
+    def set_params(self, **values) -> list[SetParametersResult]:
+        """Set parameters as `ros2 param set` does; one result per parameter."""
+        request = SetParameters.Request(
+            parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+        return list(self.call(self.set_parameters, request).results)
 
     def stats(self):
         return self.node.core.stats()
@@ -110,7 +145,7 @@ class Harness:
         return self.received["result"]
 
     def call(self, client, request, timeout: float = 5.0):
-        """Call one of the node's services (self.clear, self.enable) and return the response."""
+        """Call one of the node's services (self.clear, self.enable, ...) and return the response."""
         if not client.wait_for_service(timeout_sec=timeout):
             raise TimeoutError(f"service {client.srv_name} not available")
         future = client.call_async(request)

@@ -1,6 +1,7 @@
 """gara_ros.core without a ROS graph: object checks, the problem log, prompts and persist, one job, diagnostics."""
 
 import os
+from dataclasses import replace
 import subprocess
 import sys
 
@@ -17,7 +18,7 @@ from gara_ros.msg import SegmentPrompt
 from gara_ros.core import (
     CLICK_ID, OUTPUT_ENCODINGS, TRANSPORT_ADVICE, ProblemLog, check_objects, object_names,
 )
-from tests.ros.helpers import Recorder, box_object, point_object, prompt, scene
+from tests.ros.helpers import SETTINGS, Recorder, box_object, point_object, prompt, scene
 
 
 def test_core_runs_without_rclpy():
@@ -102,6 +103,14 @@ def test_problem_log_writes_one_short_line_per_kind_per_period_and_counts_all():
     assert len(lines) == 4 and log.counts() == {"image": 5, "no_frame": 1, "prompt": 1}
 
 
+@pytest.mark.parametrize("name, value", [("stamp_tolerance", -0.1), ("stamp_tolerance", float("nan")),
+                                         ("buffer_size", 0), ("max_objects", 0), ("max_points", -1),
+                                         ("mask_threshold", float("inf"))])
+def test_settings_refuse_bad_values_naming_the_field(name, value):
+    with pytest.raises(ValueError, match=f"^{name} must be .*, got {value}$"):
+        replace(SETTINGS, **{name: value})
+
+
 def test_object_names_lists_the_first_few_shortened():
     assert object_names([f"id{i}" for i in range(1000)]) == "'id0', 'id1', 'id2', 'id3' and 996 more"
     assert object_names(["x" * 100, "b"]) == f"'{'x' * 24}...', 'b'"
@@ -170,6 +179,20 @@ def test_persisted_prompts_follow_new_frames_until_clear_or_disable(predictor):
     assert [(j.frame.stamp_ns // 10**9, [p.object_id for p in j.prompts]) for j in r.jobs] == [
         (1, ["cup"]), (2, ["cup"]), (4, ["mug"])]
     assert r.core.stats().received == 5
+
+
+def test_updated_settings_apply_to_the_next_prompt_and_leaving_persist_drops_the_prompts(predictor):
+    r = Recorder(predictor, persist=True)
+    r.frame(1)
+    r.core.on_prompt(prompt(point_object("cup", 45, 30)))
+    r.core.update(replace(r.core.settings, max_objects=1))
+    r.core.on_prompt(prompt(point_object("a", 45, 30), point_object("b", 45, 30)))  # now too many objects
+    r.frame(2)
+    r.core.update(replace(r.core.settings, persist=False))
+    r.frame(3)
+    assert [(j.frame.stamp_ns // 10**9, [p.object_id for p in j.prompts]) for j in r.jobs] == [
+        (1, ["cup"]), (2, ["cup"])]
+    assert r.core.active == [] and r.core.problems.counts() == {"prompt": 1}
 
 
 def test_click_is_a_one_point_foreground_object_on_the_latest_frame(predictor):
@@ -261,3 +284,17 @@ def test_all_frames_received_is_healthy_and_periods_restart(predictor):
     assert (health.values["period_frames_received"], health.values["period_frames_expected"]) == ("12", "12")
     r.frame(1 + 20 * PERIOD)  # the next period: frame 20 after frame 11 stands for 9, 8 of them lost
     assert r.core.diagnostics().values["period_frames_expected"] == "9"
+
+
+def test_switching_track_mode_at_run_time_drops_the_followed_objects_and_new_rules_apply(predictor):
+    r = Recorder(predictor, track=True)
+    r.frame(1)
+    r.core.on_prompt(prompt(point_object("cup", 45, 30)))
+    assert r.core.tracker.following()
+    r.core.update(replace(r.core.settings, track_min_score=0.9, track_max_area_change=1.5))
+    assert (r.core.tracker.config.min_score, r.core.tracker.config.max_area_change) == (0.9, 1.5)
+    assert r.core.tracker.following()  # new rules, the same objects
+    r.core.update(replace(r.core.settings, track=False))
+    assert not r.core.tracker.following()
+    r.frame(2)
+    assert len(r.jobs) == 1  # the prompt's own job; nothing is followed onto frame 2

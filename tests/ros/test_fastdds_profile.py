@@ -1,11 +1,14 @@
 """config/fastdds_shm.xml and gara_ros.transport, behind the launch argument fastdds_profile:=shm."""
 
+import os
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from gara_ros.transport import PROFILE_VARIABLES, PROFILES, profile_env
+from gara_ros.transport import PROFILE_VARIABLES, PROFILES, profile_env, ros_distro
 
 CONFIG = Path(__file__).parents[2] / "config"
 
@@ -33,11 +36,38 @@ def test_shm_profile_is_the_default_participant_with_a_large_segment_and_udp():
     assert participant.findtext("rtps/useBuiltinTransports") == "false"
 
 
-def test_shm_profile_env_points_fast_dds_2_and_3_at_the_profile():
-    env = profile_env("shm", CONFIG)
-    assert set(env) == {"FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"} == set(PROFILE_VARIABLES)
-    for path in env.values():
-        assert any(e.tag == "segment_size" for e in parse_profile(Path(path)))  # the large-segment profile above
+@pytest.mark.parametrize("distro, variable", [("humble", "FASTRTPS_DEFAULT_PROFILES_FILE"),
+                                              ("jazzy", "FASTRTPS_DEFAULT_PROFILES_FILE"),
+                                              ("kilted", "FASTDDS_DEFAULT_PROFILES_FILE"),
+                                              ("rolling", "FASTDDS_DEFAULT_PROFILES_FILE")])
+def test_shm_profile_env_sets_the_one_variable_the_distros_fast_dds_reads(distro, variable):
+    env = profile_env("shm", CONFIG, distro)
+    assert list(env) == [variable] and variable in PROFILE_VARIABLES
+    assert any(e.tag == "segment_size" for e in parse_profile(Path(env[variable])))  # the large-segment profile
+
+
+# Maps of this process's Fast DDS shared-memory segments, after rclpy has made a node: the largest, in MiB.
+LARGEST_SEGMENT = """
+import rclpy
+rclpy.init()
+node = rclpy.create_node("gara_profile_probe")
+sizes = [int(end, 16) - int(start, 16) for start, end, path in (
+    (*line.split()[0].split("-"), line.split()[-1]) for line in open("/proc/self/maps")) if "/dev/shm/fast" in path]
+print(max(sizes, default=0) // 2**20)
+node.destroy_node()
+rclpy.shutdown()
+"""
+
+
+def test_this_environments_fast_dds_loads_the_profile_from_profile_env_without_a_warning():
+    """The distro's variable is the right one: Jazzy's Fast DDS ignores FASTDDS_..., Kilted's warns on FASTRTPS_...
+    (both checked by hand). The distro comes from $ROS_DISTRO, or in the venv of scripts/setup.sh from rclpy."""
+    env = {k: v for k, v in os.environ.items() if k not in PROFILE_VARIABLES}
+    run = subprocess.run([sys.executable, "-c", LARGEST_SEGMENT], capture_output=True, text=True, timeout=60,
+                         env=env | profile_env("shm", CONFIG))
+    assert run.returncode == 0, run.stderr
+    # the profile's 32 MB segment, with its bookkeeping (the default segment is 0.5 MB)
+    assert 32 <= int(run.stdout) < 64 and "deprecated" not in run.stderr, (ros_distro(), run.stderr)
 
 
 def test_default_profile_sets_nothing_and_unknown_names_are_refused():

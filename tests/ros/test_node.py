@@ -1,9 +1,6 @@
 """segment_node end to end with real rclpy and the embedded tiny model, node and client in this process."""
 
 import array
-import os
-import subprocess
-import sys
 import time
 
 import cv2
@@ -12,14 +9,12 @@ import pytest
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PointStamped
-from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage
 from std_srvs.srv import SetBool, Trigger
 
 from gara_model.prompts import ObjectPrompt
 from gara_ros.conversions import array_to_image, image_to_array
-from gara_ros.segment_node import SegmentNode
 from tests.ros.harness import wait_for
 from tests.ros.helpers import box_object, point_object, prompt, scene, stamp
 
@@ -339,14 +334,3 @@ def test_diagnostics_warn_when_most_camera_frames_are_lost(harness):
     warnings = [m.status[0] for m in received if m.status[0].level == DiagnosticStatus.WARN]
     assert warnings and warnings[0].message == "most frames lost in transport"
     assert h.node.core.problems.counts()["transport"] >= 1
-
-
-def test_missing_checkpoint_fails_with_one_line_naming_the_file(ros):
-    with pytest.raises(FileNotFoundError, match="/nonexistent/sam.pth"):
-        SegmentNode(parameter_overrides=[Parameter("checkpoint", value="/nonexistent/sam.pth")])
-    run = subprocess.run(
-        [sys.executable, "-m", "gara_ros.segment_node", "--ros-args", "-p", "checkpoint:=/nonexistent/sam.pth"],
-        capture_output=True, text=True, timeout=60, env=os.environ, cwd=os.getcwd())
-    assert run.returncode == 1
-    lines = [line for line in run.stderr.splitlines() if "/nonexistent/sam.pth" in line]
-    assert len(lines) == 1 and "cannot start" in lines[0], run.stderr
