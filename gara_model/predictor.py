@@ -19,6 +19,8 @@ from gara_model.prompts import ObjectPrompt, validate_prompt
 
 log = logging.getLogger(__name__)
 
+NO_ADAPTER = "none"  # from_files(adapter=NO_ADAPTER): plain SAM, also without a checkpoint (no embedded adapter)
+
 
 @dataclass
 class Prediction:
@@ -97,7 +99,8 @@ class GaraPredictor:
         """SAM `checkpoint` of `sam_variant` (None: vit_b) with an optional `adapter` file, by `build.build_model`.
 
         Without a checkpoint the base is the embedded tiny SAM, whatever `sam_variant` names (the node's rule too;
-        logged), and without an adapter file either, its shipped GaRA adapter. image_size: the encoder's input
+        logged), and without an adapter file either, its shipped GaRA adapter; adapter="none" (NO_ADAPTER) is plain
+        SAM in every case. image_size: the encoder's input
         size (None = the adapter's, else the model's native one; the scaling stays the adapter's); masks stay at the
         image's own size. compile: as in `GaraPredictor`.
         """
@@ -106,6 +109,8 @@ class GaraPredictor:
                 log.info("no SAM checkpoint: the embedded tiny SAM (sam_variant %r applies to a checkpoint only)",
                          sam_variant)
             sam_variant, adapter = "tiny", EMBEDDED_TINY_ADAPTER if adapter is None else adapter
+        if str(adapter) == NO_ADAPTER:
+            adapter = None
         model = build_model(sam_variant or "vit_b", checkpoint, adapter=adapter, image_size=image_size)
         return cls(model, device=device, precision=precision, compile=compile)
 

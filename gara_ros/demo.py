@@ -1,10 +1,11 @@
-"""Demo without camera or weights: segment_node in-process, degraded synthetic frames in, overlays out.
+"""Demo without camera or weights: plain SAM and GaRA-SAM as two segment_node instances on the same degraded frames.
 
-python -m gara_ros.demo [--out outputs/ros_demo] [--frames 15] [--checkpoint FILE --adapter FILE]
+python -m gara_ros.demo [--out outputs/ros_demo] [--frames 16] [--checkpoint FILE --adapter FILE]
 
-Plays a moving synthetic scene through clear, fog, rain, snow and night conditions on the
-image topic, prompts every object once with its box and interior point (persist mode), and per frame prints the latency,
-the predicted IoU and the IoU against the true masks; writes overlay PNGs and overlays.gif.
+Plays a moving synthetic scene through clear, fog, snow, low-contrast, noisy, blurred, JPEG and night frames
+on the image topic of two nodes (namespaces `sam`: the frozen base, adapter "none"; `gara`: the same base with the
+GaRA adapter), prompts every object once with its box and interior point (persist mode), and prints per frame both
+models' IoU against the true masks, then the mean per condition. Writes side-by-side overlay PNGs and overlays.gif.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
 import imageio.v2 as imageio
 import numpy as np
 import rclpy
@@ -26,29 +28,28 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from gara_model.data import corrupt, render_scene
+from gara_model.data.corruptions import corruption_severity
 from gara_model.data.prompts import interior_points, mask_boxes
+from gara_model.predictor import NO_ADAPTER
 from gara_ros.conversions import array_to_image, image_to_array
 from gara_ros.msg import ObjectPrompt, SegmentPrompt, SegmentResult
 from gara_ros.segment_node import IMAGE_QOS, OUTPUT_QOS, PROMPT_QOS, SegmentNode
 
-CONDITIONS = ("clear", "fog", "rain", "snow", "night")
+# The conditions the frames go through, in order (ImageNet-C ones at severity 3).
+CONDITIONS = ("clear", "imagenet_c/fog", "snow", "imagenet_c/contrast", "imagenet_c/gaussian_noise", "motion_blur",
+              "compression", "night")
+MODELS = {"sam": "SAM (frozen)", "gara": "GaRA-SAM"}  # namespace -> label
 
 
-def degrade(image: np.ndarray, condition: str, seed: int) -> np.ndarray:
-    """(H,W,3) uint8 RGB under `condition`; night is a dark, noisy version of the frame."""
-    if condition == "clear":
-        return image
-    if condition == "night":
-        return corrupt((image * 0.3).astype(np.uint8), "gauss_noise", seed=seed)
-    return corrupt(image, condition, seed=seed)
-
-
-def frames(count: int, size: int = 160, seed: int = 0):
+def frames(count: int, size: int = 160, seed: int = 3):
     """Yield (condition, RGB frame, true (O,H,W) masks): the scene drifts 1 px right per frame."""
     scene = render_scene(np.random.default_rng(seed), image_size=size, num_objects=(2, 3))
     for i in range(count):
         condition = CONDITIONS[i * len(CONDITIONS) // count]
-        yield condition, degrade(np.roll(scene.image, i, axis=1), condition, seed + i), np.roll(scene.masks, i, axis=2)
+        rgb = np.roll(scene.image, i, axis=1)
+        if condition != "clear":
+            rgb = corrupt(rgb, condition, corruption_severity(condition, 3), seed=seed + i)
+        yield condition, rgb, np.roll(scene.masks, i, axis=2)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -64,14 +65,14 @@ def prompt_for(masks: np.ndarray) -> SegmentPrompt:
 
 
 class DemoClient:
-    """A SegmentNode and a client node in this process, spun in a background thread; the client keeps the node's
-    first result, labels and overlay per source stamp (seconds)."""
+    """A SegmentNode in `namespace` and a client node beside it in this process, spun in a background thread; the
+    client keeps the node's first result, labels and overlay per source stamp (seconds)."""
 
     OUTPUTS = {"result": SegmentResult, "labels": Image, "overlay": Image}
 
-    def __init__(self, **params):
-        self.node = SegmentNode(parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
-        self.client = rclpy.create_node("gara_demo_client")
+    def __init__(self, namespace: str, **params):
+        self.node = SegmentNode(namespace=namespace, parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+        self.client = rclpy.create_node("gara_demo_client", namespace=namespace)
         self.images = self.client.create_publisher(Image, "image", IMAGE_QOS)
         self.prompts = self.client.create_publisher(SegmentPrompt, "/gara/prompts", PROMPT_QOS)
         self.outputs: dict[int, dict] = {}
@@ -90,7 +91,7 @@ class DemoClient:
             self.outputs.setdefault(msg.header.stamp.sec, {}).setdefault(output, msg)
             self.arrived.notify_all()
 
-    def segment(self, image: Image, prompt: SegmentPrompt | None, timeout: float = 30.0) -> dict:
+    def segment(self, image: Image, prompt: SegmentPrompt | None, timeout: float = 60.0) -> dict:
         """Publishes `image` (and `prompt`) every half second until all outputs for its stamp arrived: the first
         messages may go out before discovery, and images are best effort."""
         deadline = time.monotonic() + timeout
@@ -111,12 +112,30 @@ class DemoClient:
         self.client.destroy_node()
 
 
+def panel(overlay_bgr: np.ndarray, title: str, ious: list[float], scale: int = 2) -> np.ndarray:
+    """One model's overlay, enlarged, under a white strip with its name and the frame's mean IoU (RGB)."""
+    image = cv2.resize(overlay_bgr[..., ::-1], None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+    strip = np.full((22, image.shape[1], 3), 255, np.uint8)
+    cv2.putText(strip, f"{title}  IoU {np.mean(ious):.2f}", (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+                cv2.LINE_AA)
+    return np.concatenate([strip, image])
+
+
+def side_by_side(panels: list[np.ndarray], condition: str) -> np.ndarray:
+    """Panels left to right with a gap, under a strip naming the condition (RGB)."""
+    gap = np.full((panels[0].shape[0], 6, 3), 255, np.uint8)
+    row = np.concatenate([p for pair in zip(panels, [gap] * len(panels)) for p in pair][:-1], axis=1)
+    strip = np.full((20, row.shape[1], 3), 235, np.uint8)
+    cv2.putText(strip, f"condition: {condition}", (4, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([strip, row])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/ros_demo"), help="folder for overlays and GIF")
-    parser.add_argument("--frames", type=int, default=15)
+    parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--checkpoint", default="", help="SAM checkpoint (default: the embedded tiny model)")
-    parser.add_argument("--adapter", default="", help="GaRA adapter file")
+    parser.add_argument("--adapter", default="", help="GaRA adapter file (default: the embedded one)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     # Read by rclpy.init(): DDS traffic stays on this machine, in a domain of its own unless one is chosen.
@@ -124,27 +143,38 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
     args.out.mkdir(parents=True, exist_ok=True)
     rclpy.init()
-    demo = DemoClient(persist=True, checkpoint=args.checkpoint, adapter=args.adapter, device=args.device)
-    overlays = []
+    adapters = {"sam": NO_ADAPTER, "gara": args.adapter}
+    demos = {}
+    pictures, per_condition = [], {}
     try:
-        print(f"model: {demo.node.core.predictor.model_name} on {demo.node.core.predictor.device}")
+        for namespace in MODELS:
+            demos[namespace] = DemoClient(namespace, persist=True, checkpoint=args.checkpoint,
+                                          adapter=adapters[namespace], device=args.device)
+            print(f"{MODELS[namespace]}: {demos[namespace].node.core.predictor.model_name} "
+                  f"on {demos[namespace].node.core.predictor.device}")
         for i, (condition, rgb, truth) in enumerate(frames(args.frames)):
-            sent = time.monotonic()
             image = array_to_image(rgb, "rgb8", Header(stamp=Time(sec=1 + i), frame_id="demo_camera"))
-            outputs = demo.segment(image, prompt_for(truth) if i == 0 else None)  # the prompt persists
-            round_trip_ms = (time.monotonic() - sent) * 1e3
-            result = outputs["result"]
-            labels = image_to_array(outputs["labels"])[..., 0]
-            overlays.append(image_to_array(outputs["overlay"])[..., ::-1])  # BGR -> RGB
-            imageio.imwrite(args.out / f"overlay_{i:02d}_{condition}.png", overlays[-1])
-            print(f"frame {i:02d} {condition:5s}  latency {result.latency_ms:6.1f} ms"
-                  f" (round trip {round_trip_ms:6.1f} ms)"
-                  f"  predicted IoU {' '.join(f'{o.iou_score:.2f}' for o in result.objects)}"
-                  f"  true IoU {' '.join(f'{iou(labels == o.label, truth[o.label - 1]):.2f}' for o in result.objects)}")
-        imageio.mimsave(args.out / "overlays.gif", overlays, duration=400, loop=0)
-        print(f"wrote {len(overlays)} overlays and overlays.gif to {args.out}")
+            panels, line = [], f"frame {i:02d} {condition:26s}"
+            for namespace, demo in demos.items():
+                outputs = demo.segment(image, prompt_for(truth) if i == 0 else None)  # the prompt persists
+                labels = image_to_array(outputs["labels"])[..., 0]
+                ious = [iou(labels == o.label, truth[o.label - 1]) for o in outputs["result"].objects]
+                per_condition.setdefault((condition, namespace), []).extend(ious)
+                panels.append(panel(image_to_array(outputs["overlay"]), MODELS[namespace], ious))
+                line += f"  {MODELS[namespace]} true IoU {' '.join(f'{v:.2f}' for v in ious)}" \
+                        f" ({outputs['result'].latency_ms:.0f} ms)"
+            print(line)
+            pictures.append(side_by_side(panels, condition))
+            imageio.imwrite(args.out / f"overlay_{i:02d}_{condition.replace('/', '_')}.png", pictures[-1])
+        imageio.mimsave(args.out / "overlays.gif", pictures, duration=600, loop=0)
+        print("\nmean true IoU per condition:")
+        for condition in dict.fromkeys(c for c, _ in per_condition):
+            print(f"  {condition:26s}" + "".join(f"  {MODELS[n]} {np.mean(per_condition[(condition, n)]):.2f}"
+                                                  for n in MODELS))
+        print(f"wrote {len(pictures)} side-by-side overlays and overlays.gif to {args.out}")
     finally:
-        demo.close()
+        for demo in demos.values():
+            demo.close()
         rclpy.shutdown()
     return 0
 

@@ -51,7 +51,8 @@ PARAMETERS = {
     "sam_variant": ("vit_b", "SAM image encoder: vit_b, vit_l, vit_h (ignored without a checkpoint)"),
     "checkpoint": ("", "SAM checkpoint file (.pth or .safetensors); empty = the embedded tiny model (with its GaRA "
                        "adapter unless 'adapter' is set)"),
-    "adapter": ("", "GaRA adapter file; empty = plain SAM (with a checkpoint)"),
+    "adapter": ("", "GaRA adapter file; empty = plain SAM with a checkpoint, the embedded GaRA adapter without; "
+                    "none = plain SAM"),
     "device": ("auto", "auto, cpu, cuda or cuda:N"),
     "precision": ("auto", "auto, fp32, fp16 or bf16"),
     "image_size": (0, "image encoder input size in pixels, a multiple of the patch size (issue 6, docs/basam.md); "

@@ -7,6 +7,8 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
+from gara_model.build import build_model
+from gara_model.modeling import adapter_layers
 from gara_model.predictor import GaraPredictor, decode_masks
 from gara_model.prompts import ObjectPrompt
 
@@ -250,3 +252,13 @@ def test_mask_input_of_the_wrong_size_is_refused(predictor):
         predictor.predict([ObjectPrompt("m", box=np.array([40.0, 30.0, 100.0, 70.0]), mask_input=np.zeros((32, 32)))])
     with pytest.raises(ValueError, match="'n': mask_input must be an h x w array of finite logits"):
         predictor.predict([ObjectPrompt("n", mask_input=np.full((64, 64), np.nan))])
+
+
+def test_from_files_with_no_adapter_is_plain_sam_even_without_a_checkpoint():
+    plain = GaraPredictor.from_files(adapter="none", device="cpu")
+    default = GaraPredictor.from_files(device="cpu")
+    assert plain.model_name.startswith("SAM (embed 96") and default.model_name.startswith("GaRA-SAM (embed 96")
+    assert not adapter_layers(plain.model) and adapter_layers(default.model)
+    base = build_model("tiny")
+    for name, tensor in base.state_dict().items():
+        assert torch.equal(plain.model.state_dict()[name], tensor), name  # the embedded base's own weights
