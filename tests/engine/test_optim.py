@@ -26,8 +26,8 @@ def test_gate_mlps_form_their_own_group_with_their_lr_and_decay():
     assert (groups["adapters"]["lr"], groups["adapters"]["weight_decay"]) == (1e-3, 1e-5)
 
 
-def test_without_a_gate_setting_the_paper_single_coupled_decay_applies_to_the_gates():
-    _, optimizer = model_and_optimizer("optim.weight_decay=1e-5")
+def test_with_gate_weight_decay_null_the_paper_single_coupled_decay_applies_to_the_gates():
+    _, optimizer = model_and_optimizer("optim.weight_decay=1e-5", "optim.gate_weight_decay=null")
     assert [(g["name"], g["lr"], g["weight_decay"]) for g in optimizer.param_groups] == [
         ("adapters", 1e-3, 1e-5), ("gates", 1e-3, 1e-5)]
 
@@ -54,7 +54,7 @@ def test_cosine_schedule_with_warm_up_reaches_zero_at_the_last_step():
     assert factors[:10] == [pytest.approx((s + 1) / 10) for s in range(10)]
     assert factors[10] == 1.0 and factors[60] == pytest.approx(0.5) and factors[109] == pytest.approx(0.0, abs=1e-3)
     assert all(a >= b for a, b in zip(factors[10:], factors[11:]))
-    constant = load_train_config(overrides=["steps=110"])
+    constant = load_train_config(overrides=["steps=110", "optim.schedule=constant"])
     assert {learning_rate_factor(step, constant) for step in range(110)} == {1.0}
     model, optimizer = model_and_optimizer("steps=110", "optim.schedule=cosine", "optim.gate_lr_scale=2")
     set_learning_rate(optimizer, 55, load_train_config(overrides=["steps=110", "optim.schedule=cosine"]))  # half way
