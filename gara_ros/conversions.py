@@ -2,25 +2,66 @@
 
 Images are (H,W,3) uint8 RGB on the model side; masks are (O,H,W) bool; points
 and boxes are (X,Y) pixels, boxes XYXY.
+
+Messages are read field by field, so ROS 2's generated messages and those of a rosbags type store both work.
+Outputs are built from a `MessageTypes`: ROS 2's classes by default (`ros_message_types`, the node; imported
+only then), or a rosbags type store's (gara_ros.bag, the replay), so this module loads without ROS.
 """
 
 from __future__ import annotations
 
+import functools
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-from builtin_interfaces.msg import Time
 from PIL import Image as PILImage
-from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import Header
 
 from gara_model.prompts import ObjectPrompt
-from gara_ros.msg import ObjectResult, SegmentPrompt, SegmentResult
+
+if TYPE_CHECKING:
+    from builtin_interfaces.msg import Time
+    from sensor_msgs.msg import CompressedImage, Image
+    from std_msgs.msg import Header
+
+    from gara_ros.msg import SegmentPrompt, SegmentResult
 
 
 class ConversionError(ValueError):
     """A message that cannot be turned into arrays: unusable pixels or an invalid stamp."""
+
+
+@dataclass(frozen=True)
+class MessageTypes:
+    """The constructors output messages are built with; each takes the message's fields as keywords.
+
+    `image` also takes `data`, the pixels as a flat uint8 array; `header()` is an empty std_msgs/Header.
+    """
+
+    header: Callable[[], Any]
+    image: Callable[..., Any]
+    segment_result: Callable[..., Any]
+    object_result: Callable[..., Any]
+
+
+@functools.cache
+def ros_message_types() -> MessageTypes:
+    """ROS 2's generated classes (needs rclpy's message packages and the built gara_ros.msg)."""
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    from gara_ros.msg import ObjectResult, SegmentResult
+
+    def image(data: np.ndarray, **fields) -> Image:
+        msg = Image(**fields)
+        # The one copy: pixels straight into the message's array.array (Image(data=...) would copy twice).
+        msg.data.frombytes(data)
+        return msg
+
+    return MessageTypes(Header, image, SegmentResult, ObjectResult)
 
 
 # A compressed image may declare any size in its few header bytes: a 631-byte jpeg claiming 30000 x 30000 pixels
@@ -108,20 +149,21 @@ def stamp_to_ns(stamp: Time) -> int:
     return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
-def array_to_image(pixels: np.ndarray, encoding: str, header: Header | None = None) -> Image:
-    """(H,W) or (H,W,C) array already in `encoding`'s layout -> sensor_msgs/Image (no padding)."""
+def array_to_image(pixels: np.ndarray, encoding: str, header: Header | None = None,
+                   types: MessageTypes | None = None) -> Image:
+    """(H,W) or (H,W,C) array already in `encoding`'s layout -> sensor_msgs/Image (no padding) of `types`
+    (default ROS 2's)."""
     if encoding not in ENCODINGS:
         raise ConversionError(f"unsupported encoding {encoding!r} (supported: {', '.join(ENCODINGS)})")
     dtype, channels, _ = ENCODINGS[encoding]
     if pixels.dtype != dtype or pixels.ndim not in (2, 3) or (pixels.shape + (1,))[2] != channels:
         shape = "HxW" if channels == 1 else f"HxWx{channels}"
         raise ConversionError(f"{encoding} needs an {shape} {np.dtype(dtype)} array, got {pixels.shape} {pixels.dtype}")
+    types = types or ros_message_types()
     height, width = pixels.shape[:2]
-    msg = Image(header=header or Header(), height=height, width=width, encoding=encoding,
-                is_bigendian=int(not np.little_endian), step=width * channels * pixels.itemsize)
-    # The one copy: pixels straight into the message's array.array (Image(data=...) would copy twice).
-    msg.data.frombytes(np.ascontiguousarray(pixels).reshape(-1).view(np.uint8))
-    return msg
+    return types.image(header=types.header() if header is None else header, height=height, width=width,
+                       encoding=encoding, is_bigendian=int(not np.little_endian), step=width * channels * pixels.itemsize,
+                       data=np.ascontiguousarray(pixels).reshape(-1).view(np.uint8))
 
 
 def prompts_from_msg(msg: SegmentPrompt) -> list[ObjectPrompt]:
@@ -194,13 +236,16 @@ def _boxed(masks: np.ndarray, extents: list[tuple[tuple[float, float, float, flo
 
 def result_msg(header: Header, object_ids: list[str], extents: list[tuple[tuple[float, float, float, float], int]],
                scores: np.ndarray, high_rank_share: float, mean_active_components: float,
-               latency_ms: float) -> SegmentResult:
-    """SegmentResult for objects with their masks' `mask_box_area` extents and (O,) scores, and the image's gate
-    summary; label i+1 is object i as in labels_from_masks."""
-    return SegmentResult(
+               latency_ms: float, types: MessageTypes | None = None) -> SegmentResult:
+    """SegmentResult (of `types`, default ROS 2's) for objects with their masks' `mask_box_area` extents and (O,)
+    scores, and the image's gate summary; label i+1 is object i as in labels_from_masks."""
+    types = types or ros_message_types()
+    return types.segment_result(
         header=header, latency_ms=float(latency_ms), high_rank_share=float(high_rank_share),
         mean_active_components=float(mean_active_components), objects=[
-            ObjectResult(object_id=object_id, label=label, iou_score=float(score), box=box, area=area)
+            types.object_result(object_id=object_id, label=label, iou_score=float(score),
+                                box=np.array(box, np.float32), area=area)
             for label, (object_id, (box, area), score) in enumerate(zip(object_ids, extents, scores, strict=True),
                                                                      start=1)
         ])
+

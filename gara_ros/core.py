@@ -1,7 +1,8 @@
 """The segmentation node's logic without rclpy: frames, prompts, one job's processing into arrays, statistics.
 
-A front end hands it the messages it receives and publishes what it returns: `segment_node.py` for live topics.
-Messages are read field by field through gara_ros.conversions, so any object with the same fields works.
+A front end hands it the messages it receives and publishes what it returns: `segment_node.py` for live topics,
+`replay.py` for a recorded bag. Messages are read field by field through gara_ros.conversions, so any object with
+the same fields works (ROS 2's messages, or a rosbags type store's).
 Nothing a sender puts in a message raises out of `on_frame`, `on_prompt`, `click` or `process`: each problem
 is counted and becomes at most one log line per kind per few seconds (`ProblemLog`).
 """
@@ -11,8 +12,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -140,6 +141,20 @@ class Settings:
     multimask: bool
     mask_threshold: float
 
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, Any]) -> Settings:
+        """The settings among the node's parameters (name -> value), as every front end reads them."""
+        return cls(**{setting.name: parameters[setting.name] for setting in fields(cls)})
+
+
+def load_predictor(parameters: Mapping[str, Any]) -> GaraPredictor:
+    """The model the node's parameters name (sam_variant, checkpoint, adapter, device, precision, image_size,
+    compile; an empty file name or a zero size means none)."""
+    return GaraPredictor.from_files(
+        sam_variant=parameters["sam_variant"], checkpoint=parameters["checkpoint"] or None,
+        adapter=parameters["adapter"] or None, device=parameters["device"], precision=parameters["precision"],
+        image_size=parameters["image_size"] or None, compile=parameters["compile"])
+
 
 @dataclass(frozen=True)
 class Job:
@@ -164,6 +179,17 @@ class Output:
     images: dict[str, np.ndarray]  # the requested of OUTPUT_ENCODINGS: mask (H,W) uint8, labels (H,W) uint16,
     #                                overlay (H,W,3) uint8 BGR
     timer: StageTimer  # convert, model, encode so far; the front end adds publish
+
+    def messages(self, types: conversions.MessageTypes | None = None) -> dict[str, Any]:
+        """"result" and the images, as messages of `types` (default ROS 2's), each with the frame's header: what
+        the node publishes and the replay records."""
+        header = self.frame.msg.header
+        messages = {"result": conversions.result_msg(header, self.object_ids, self.extents, self.scores,
+                                                     self.high_rank_share, self.mean_active_components,
+                                                     self.latency_ms, types)}
+        for name, pixels in self.images.items():
+            messages[name] = conversions.array_to_image(pixels, OUTPUT_ENCODINGS[name], header, types)
+        return messages
 
 
 @dataclass

@@ -10,7 +10,6 @@ or the worker: each becomes a rate-limited log line (SegmentCore.problems).
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import threading
 
@@ -25,9 +24,8 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import SetBool, Trigger
 
-from gara_model.predictor import GaraPredictor
 from gara_ros import conversions
-from gara_ros.core import OUTPUT_ENCODINGS, Job, SegmentCore, Settings
+from gara_ros.core import OUTPUT_ENCODINGS, Job, SegmentCore, Settings, load_predictor
 from gara_ros.frames import LatestSlot
 from gara_ros.msg import SegmentPrompt, SegmentResult
 
@@ -77,15 +75,12 @@ class SegmentNode(Node):
             raise ValueError(f"image_transport must be 'raw' or 'compressed', got {self.p['image_transport']!r}")
         compressed = self.p["image_transport"] == "compressed"
 
-        predictor = GaraPredictor.from_files(
-            sam_variant=self.p["sam_variant"], checkpoint=self.p["checkpoint"] or None,
-            adapter=self.p["adapter"] or None, device=self.p["device"], precision=self.p["precision"],
-            image_size=self.p["image_size"] or None, compile=self.p["compile"])
+        predictor = load_predictor(self.p)
         source = self.p["checkpoint"] or "the embedded tiny model (no checkpoint configured)"
         self.get_logger().info(f"{predictor.model_name} on {predictor.device} from {source}")
 
         self.slot = LatestSlot()
-        settings = Settings(**{field.name: self.p[field.name] for field in dataclasses.fields(Settings)})
+        settings = Settings.from_parameters(self.p)
         self.core = SegmentCore(predictor, conversions.compressed_to_rgb if compressed else conversions.image_to_rgb,
                                 settings, self._emit, self.slot.put)
 
@@ -174,14 +169,9 @@ class SegmentNode(Node):
         output = self.core.process(job, wanted if self.p["overlay"] else wanted - {"overlay"})
         if output is None:
             return
-        header = job.frame.msg.header
-        messages = [(self.pub_result, conversions.result_msg(
-            header, output.object_ids, output.extents, output.scores, output.high_rank_share,
-            output.mean_active_components, output.latency_ms))]
-        messages += [(self.image_publishers[name], conversions.array_to_image(pixels, OUTPUT_ENCODINGS[name], header))
-                     for name, pixels in output.images.items()]
-        for publisher, msg in messages:
-            publisher.publish(msg)
+        publishers = {"result": self.pub_result, **self.image_publishers}
+        for name, msg in output.messages().items():
+            publishers[name].publish(msg)
         output.timer.lap("publish")
         self.core.record(output)
 
