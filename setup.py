@@ -28,6 +28,8 @@ setup(
         "matplotlib>=3.7",
         "imageio>=2.30",
         "Pillow>=9.0",
+        "rosbags>=0.11",  # bags without ROS: python -m gara_ros.replay
     ],
-    extras_require={"dev": ["pytest>=7"]},
+    # mcap, mcap-ros2-support: Foxglove's own MCAP reader, to check that the replay's bags open there too
+    extras_require={"dev": ["pytest>=7", "mcap>=1.2", "mcap-ros2-support>=0.5"]},
 )
