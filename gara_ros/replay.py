@@ -436,13 +436,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.prompt_topic_given = args.prompt_topic is not None
     args.prompt_topic = args.prompt_topic or "/gara/prompts"
     if args.prompts and args.prompt_topic_given:
         parser.error("give prompts either as a file (--prompts) or as the bag's topic (--prompt-topic), not both")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parse_args(parser, argv)
     with one_line_errors(parser, also=(BagError, PromptFileError, ReplayError)):
         summary = Replay(args).run()
         if summary.interrupted:
