@@ -1,13 +1,14 @@
 """Replay throughput (python -m gara_ros.replay) against the node's processing rate, on the same model and frames.
 
-    .venv/bin/python -m bench.replay [--frames 40] [--size 640x480] [--objects 4] [--rounds 3]
+    .venv/bin/python -m bench.replay [--frames 40] [--size 640x480] [--objects 4] [--rounds 3] [--threads N]
 
 Node: a SegmentNode in this process (real rclpy, persist, every output subscribed) runs its worker's step,
 `publish(job)` (decode, model, masks to messages, publish), on each frame back to back: the rate at which it can
-process frames, transport left out. Replay: `Replay.run` on an MCAP bag of the same bgr8 frames with the same prompts
-(a prompt file, objects on frame 0), timed from the first image to the last output: reading and decoding the bag, the
-same core, serializing and writing the output bag, with and without the overlay video. Model loading is left out of
-both. Rounds alternate the three so that load on a shared machine hits all alike; the first round is a warm-up.
+process frames, transport left out. Replay: `Replay.run` on an MCAP bag of the same bgr8 frames with the same
+prompts (a prompt file, objects on frame 0), timed from the first image to the last output: reading and decoding
+the bag, the same core, serializing and writing the output bag. Three replay variants: the defaults (with the
+overlay video), --no-video, and --compress (zstd chunks). Model loading is left out. Rounds alternate the four
+passes so that load on a shared machine hits all alike; the first round is a warm-up.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def main() -> None:
     p.add_argument("--size", default="640x480", help="WxH of the frames")
     p.add_argument("--objects", type=int, default=4)
     p.add_argument("--rounds", type=int, default=3, help="timed rounds after one warm-up round")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--domain-id", type=int, default=87)
     args = p.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
@@ -76,6 +78,8 @@ def main() -> None:
     from gara_ros.segment_node import OUTPUT_QOS, SegmentNode
     from tests.ros.harness import wait_for
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(machine_info(torch.device("cpu")))
     print(ros_info())
     folder = Path(tempfile.mkdtemp(prefix="gara_bench_replay_"))
@@ -116,7 +120,8 @@ def main() -> None:
         assert summary.segmented == args.frames
         return summary.frames / summary.seconds
 
-    passes = {"node": node_pass, "replay": replay_pass, "replay --no-video": lambda: replay_pass("--no-video")}
+    passes = {"node": node_pass, "replay": replay_pass, "replay --no-video": lambda: replay_pass("--no-video"),
+              "replay --compress": lambda: replay_pass("--compress")}
     rates: dict[str, list[float]] = {name: [] for name in passes}
     for round_index in range(args.rounds + 1):
         for name, run in passes.items():
@@ -128,7 +133,7 @@ def main() -> None:
     rclpy.shutdown()
     for name, values in rates.items():
         print(f"{name:18s} {statistics.median(values):6.2f} frames/s (min {min(values):.2f}, max {max(values):.2f})")
-    for name in ("replay", "replay --no-video"):
+    for name in list(passes)[1:]:
         ratios = [r / n for r, n in zip(rates[name], rates["node"], strict=True)]
         print(f"{name} / node: {statistics.median(ratios):.3f} (per round: {', '.join(f'{r:.3f}' for r in ratios)})")
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

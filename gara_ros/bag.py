@@ -1,7 +1,7 @@
 """Bags without ROS, on rosbags: our message types, a recorded bag read in order, the replay's output bag.
 
-Reads rosbag2 folders (sqlite3 or MCAP storage) and single .mcap or .db3 files; writes rosbag2 folders (MCAP with
-zstd chunks, or sqlite3). gara_ros's messages (msg/*.msg) are registered in the type store at run time, so neither
+Reads rosbag2 folders (sqlite3 or MCAP storage) and single .mcap or .db3 files; writes rosbag2 folders (MCAP, its
+chunks uncompressed as `ros2 bag record` writes them or zstd-compressed, or sqlite3). gara_ros's messages (msg/*.msg) are registered in the type store at run time, so neither
 side needs a ROS build. A bag that records its own message definitions (MCAP; sqlite3 since Iron) is read with
 those. Every problem with a bag is a BagError: one line naming the file and what was expected. No rclpy.
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import os
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,10 +152,12 @@ class BagWriter:
     error or on Ctrl-C, and only then moved to `path`. A run killed outright leaves only `<path>.partial/`, which
     the next run refuses to overwrite.
 
-    `folder` is where the bag's files are until closed (the replay puts its video there too).
+    A thread of its own opens, serializes into, compresses and closes the bag (sqlite3 wants one thread), so that
+    this work overlaps the next frame's; at most `queue_size` messages wait. `folder` is where the bag's files are
+    until closed (the replay puts its video there too).
     """
 
-    def __init__(self, path: str | os.PathLike, storage: str = "mcap"):
+    def __init__(self, path: str | os.PathLike, storage: str = "mcap", compress: bool = False, queue_size: int = 16):
         self.path = Path(path)
         self.staging = self.path.with_name(self.path.name + ".partial")
         if self.path.exists():
@@ -161,16 +165,18 @@ class BagWriter:
         if self.staging.exists():
             raise BagError(f"{self.staging} is left from a run that was killed before it could close its output; "
                            "remove it")
+        if compress and storage != "mcap":
+            raise BagError(f"{self.path}: compression is for MCAP storage only")
         self.folder = self.staging / self.path.name
-        self._writer = Writer(self.folder, version=WRITER_VERSION, storage_plugin=STORAGES[storage])
-        if storage == "mcap":
-            self._writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
-        try:
-            self.staging.mkdir(parents=True)
-            self._writer.open()
-        except (OSError, WriterError) as error:
-            raise BagError(f"{self.path}: cannot write the bag: {error}") from None
-        self._connections: dict[str, tuple[Connection, Typestore]] = {}
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size)
+        self._error: Exception | None = None
+        opened: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._work, args=(storage, compress, opened), name="bag_writer",
+                                        daemon=True)
+        self._thread.start()
+        if (error := opened.get()) is not None:
+            self._thread.join()
+            raise BagError(f"{self.path}: cannot write the bag: {error}")
 
     def __enter__(self) -> BagWriter:
         return self
@@ -180,16 +186,56 @@ class BagWriter:
 
     def add_topic(self, topic: str, msgtype: str, store: Typestore) -> None:
         """A topic of `msgtype`, serialized with `store`'s definition of it."""
-        self._connections[topic] = (self._writer.add_connection(topic, msgtype, typestore=store), store)
+        self._put(("topic", topic, msgtype, store))
 
     def write(self, topic: str, log_time: int, msg: Any = None, raw: bytes | None = None) -> None:
-        """A message (serialized here) or its CDR bytes `raw`, recorded at `log_time` (ns)."""
-        connection, store = self._connections[topic]
-        self._writer.write(connection, log_time, raw if raw is not None else
-                           store.serialize_cdr(msg, connection.msgtype))
+        """Queues a message (to be serialized; it must not change afterwards) or its CDR bytes `raw`, recorded at
+        `log_time` (ns)."""
+        self._put(("message", topic, log_time, msg, raw))
 
     def close(self) -> None:
-        """Writes the index and metadata.yaml and moves the bag to `path`."""
-        self._writer.close()
+        """Writes what is queued, the index and metadata.yaml, and moves the bag to `path`."""
+        self._queue.put(None)
+        self._thread.join()
         self.folder.replace(self.path)
         self.staging.rmdir()
+        self._raise_error()
+
+    def _put(self, item: tuple) -> None:
+        self._raise_error()
+        self._queue.put(item)
+
+    def _work(self, storage: str, compress: bool, opened: queue.Queue) -> None:
+        writer = Writer(self.folder, version=WRITER_VERSION, storage_plugin=STORAGES[storage])
+        if compress:  # zstd chunks: masks and labels shrink tenfold and more; costs CPU time per frame
+            writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+        try:
+            self.staging.mkdir(parents=True)
+            writer.open()
+        except (OSError, WriterError) as error:
+            opened.put(error)
+            return
+        opened.put(None)
+        connections: dict[str, tuple[Connection, Typestore]] = {}
+        while (item := self._queue.get()) is not None:
+            if self._error is not None:
+                continue
+            try:
+                if item[0] == "topic":
+                    _, topic, msgtype, store = item
+                    connections[topic] = (writer.add_connection(topic, msgtype, typestore=store), store)
+                else:
+                    _, topic, log_time, msg, raw = item
+                    connection, store = connections[topic]
+                    writer.write(connection, log_time, raw if raw is not None else
+                                 store.serialize_cdr(msg, connection.msgtype))
+            except Exception as error:  # noqa: BLE001  reported by the next write or close
+                self._error = error
+        try:
+            writer.close()
+        except Exception as error:  # noqa: BLE001  reported by close
+            self._error = self._error or error
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise BagError(f"{self.path}: cannot write the bag: {type(self._error).__name__}: {self._error}")

@@ -20,6 +20,7 @@ outputs under <namespace>/<label>/, and a side-by-side overlay (<namespace>/side
 from __future__ import annotations
 
 import argparse
+import difflib
 import re
 import signal
 import sys
@@ -84,8 +85,9 @@ def node_parameters(args: argparse.Namespace) -> dict[str, Any]:
     if args.params is not None:
         for name, value in read_parameters(args.params).items():
             if name not in parameters:
-                close = [n for n in parameters if n.startswith(name[:4])] or sorted(parameters)
-                raise ReplayError(f"{args.params}: unknown parameter {name!r} of {NODE} (known: {', '.join(close)})")
+                close = difflib.get_close_matches(name, parameters, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(parameters))}"
+                raise ReplayError(f"{args.params}: unknown parameter {name!r} of {NODE} ({hint})")
             parameters[name] = value
     parameters.update({name: getattr(args, name) for name in MODEL_PARAMETERS if getattr(args, name) is not None})
     settings = {setting.name for setting in fields(Settings)}
@@ -298,14 +300,14 @@ class Replay:
 
     def run(self) -> Summary:
         args, summary = self.args, Summary()
-        with BagReader(args.bag) as bag, stop_requests() as stop:
+        with BagReader(args.bag) as bag:
             images = bag.connections(args.image_topic, IMAGE_TYPES)
             prompts = self._prompt_connections(bag)
             total = bag.topics()[args.image_topic][1]
             self._check_schedule(total)
             lanes = self._lanes(DECODERS[images[0].msgtype])
             out_path = args.out or default_out(args.bag)
-            writer = BagWriter(out_path, args.storage)  # nothing is written if this fails
+            writer = BagWriter(out_path, args.storage, args.compress)  # nothing is written if this fails
             try:
                 with writer, ExitStack() as stack:
                     writer.add_topic(args.image_topic, images[0].msgtype, bag.typestore)
@@ -315,6 +317,7 @@ class Replay:
                     if video is not None:
                         stack.callback(video.close)  # before the writer moves its folder
                     recorder = Recorder(writer, [lane.label for lane in lanes], args.namespace, video)
+                    stop = stack.enter_context(stop_requests())
                     progress = stack.enter_context(tqdm(total=total, unit="frame", desc=Path(args.bag).name,
                                                         dynamic_ncols=True, disable=args.quiet))
                     start = time.perf_counter()
@@ -419,6 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--prompt-topic", help="the bag's gara_ros/SegmentPrompt topic (default /gara/prompts)")
     parser.add_argument("--out", type=Path, help="output bag folder (must not exist; default BAG_gara beside BAG)")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap", help="output bag storage")
+    parser.add_argument("--compress", action="store_true", help="zstd-compress the output's MCAP chunks: a much "
+                                                                "smaller bag, more CPU time per frame")
     parser.add_argument("--mode", choices=tuple(MODES), default="persist",
                         help="how objects go on to later frames: persist (their prompts are applied again), track "
                              "(followed from their masks, where the node has it) or once (only where prompted)")

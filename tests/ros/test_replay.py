@@ -103,11 +103,13 @@ def test_every_frame_is_segmented_with_its_header(tmp_path, storage, compressed,
 
 
 def test_output_mcap_is_standard_for_foxglove(tmp_path):
-    """Foxglove's own mcap library decodes the outputs from the ros2msg schemas written into the file."""
+    """Foxglove's own mcap library decodes the outputs (zstd chunks with --compress) from the ros2msg schemas
+    written into the file."""
     bag = record(tmp_path / "in", frames=2, prompts=frame0_prompt())
-    assert replay(bag.path, "--image-topic", IMAGE_TOPIC, "--out", tmp_path / "out", "--no-video") == 0
+    assert replay(bag.path, "--image-topic", IMAGE_TOPIC, "--out", tmp_path / "out", "--no-video", "--compress") == 0
     with open(tmp_path / "out" / "out.mcap", "rb") as file:
         reader = make_reader(file, decoder_factories=[DecoderFactory()])
+        assert {index.compression for index in reader.get_summary().chunk_indexes} == {"zstd"}
         assert {s.name: s.encoding for s in reader.get_summary().schemas.values()} == {
             "sensor_msgs/msg/Image": "ros2msg", "gara_ros/msg/SegmentPrompt": "ros2msg",
             "gara_ros/msg/SegmentResult": "ros2msg"}
@@ -282,7 +284,7 @@ def test_settings_come_from_the_node_params_file(tmp_path, capsys):
     assert "no buffered image within stamp_tolerance" in capsys.readouterr().err  # 30 ms off, 10 ms allowed
     params.write_text("/**:\n  ros__parameters:\n    persit: true\n")
     line = error_line(capsys, bag.path, "--image-topic", IMAGE_TOPIC, "--params", params, "--out", tmp_path / "o2")
-    assert line.startswith(f"error: {params}: unknown parameter 'persit' of segment_node (known: persist")
+    assert line.startswith(f"error: {params}: unknown parameter 'persit' of segment_node (did you mean 'persist'?)")
     if "track" not in {f.name for f in fields(Settings)}:
         line = error_line(capsys, bag.path, "--image-topic", IMAGE_TOPIC, "--mode", "track", "--out", tmp_path / "o3")
         assert line.startswith("error: --mode track: this node has no 'track' setting")
