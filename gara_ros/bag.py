@@ -1,9 +1,10 @@
 """Bags without ROS, on rosbags: our message types, a recorded bag read in order, the replay's output bag.
 
 Reads rosbag2 folders (sqlite3 or MCAP storage) and single .mcap or .db3 files; writes rosbag2 folders (MCAP, its
-chunks uncompressed as `ros2 bag record` writes them or zstd-compressed, or sqlite3). gara_ros's messages (msg/*.msg) are registered in the type store at run time, so neither
-side needs a ROS build. A bag that records its own message definitions (MCAP; sqlite3 since Iron) is read with
-those. Every problem with a bag is a BagError: one line naming the file and what was expected. No rclpy.
+chunks uncompressed as `ros2 bag record` writes them or zstd-compressed, or sqlite3). gara_ros's messages
+(msg/*.msg) are registered in the type store at run time, so neither side needs a ROS build. A bag that records
+its own message definitions (MCAP; sqlite3 since Iron) is read with those. Every problem with a bag is a BagError:
+one line naming the file and what was expected. No rclpy.
 """
 
 from __future__ import annotations

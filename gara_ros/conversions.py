@@ -162,7 +162,8 @@ def array_to_image(pixels: np.ndarray, encoding: str, header: Header | None = No
     types = types or ros_message_types()
     height, width = pixels.shape[:2]
     return types.image(header=types.header() if header is None else header, height=height, width=width,
-                       encoding=encoding, is_bigendian=int(not np.little_endian), step=width * channels * pixels.itemsize,
+                       encoding=encoding, is_bigendian=int(not np.little_endian),
+                       step=width * channels * pixels.itemsize,
                        data=np.ascontiguousarray(pixels).reshape(-1).view(np.uint8))
 
 
@@ -248,4 +249,3 @@ def result_msg(header: Header, object_ids: list[str], extents: list[tuple[tuple[
             for label, (object_id, (box, area), score) in enumerate(zip(object_ids, extents, scores, strict=True),
                                                                      start=1)
         ])
-

@@ -181,7 +181,8 @@ class PromptSchedule:
 
     def due(self, index: int, stamp_ns: int) -> list[FileObject]:
         due = [item for item in self.objects if item.prompt.object_id not in self.delivered and (
-            (item.frame is not None and item.frame <= index) or (item.stamp_ns is not None and item.stamp_ns <= stamp_ns))]
+            (item.frame is not None and item.frame <= index)
+            or (item.stamp_ns is not None and item.stamp_ns <= stamp_ns))]
         self.delivered.update(item.prompt.object_id for item in due)
         return due
 
@@ -354,8 +355,10 @@ class Replay:
             labels[1] += "_2"
         lanes = []
         for label, spec in zip(labels, specs, strict=True):
-            prefix = f"{self.args.bag}: " + (f"{label}: " if len(specs) > 1 else "")
-            lanes.append(Lane(label, spec, decode, lambda level, line, prefix=prefix: self.log(f"{level}: {prefix}{line}")))
+            def emit(level: str, line: str, prefix=f"{self.args.bag}: " + (f"{label}: " if len(specs) > 1 else "")):
+                self.log(f"{level}: {prefix}{line}")
+
+            lanes.append(Lane(label, spec, decode, emit))
             self.log(f"model {label}: {lanes[-1].core.predictor.model_name} on {lanes[-1].core.predictor.device}")
         return lanes
 

@@ -91,7 +91,8 @@ def record(path: Path, frames: int = 6, storage: str = "mcap", compressed: bool 
     for index in range(frames):
         rgb, masks = scene(index)
         truth.append(masks)
-        messages.append((stamp_ns(index) + DELAY_NS, image_topic, image_msg(rgb, stamp_ns(index), compressed, encoding)))
+        msg = image_msg(rgb, stamp_ns(index), compressed, encoding)
+        messages.append((stamp_ns(index) + DELAY_NS, image_topic, msg))
     messages += [(log_time, PROMPT_TOPIC, msg) for log_time, msg in prompts or []]
     with writer:
         connections = {image_topic: writer.add_connection(

@@ -277,7 +277,8 @@ def test_prompt_file_typos_are_one_line(tmp_path, capsys, text, message):
 
 def test_settings_come_from_the_node_params_file(tmp_path, capsys):
     """--params takes a node params file (unknown names refused); --mode track needs a node with track mode."""
-    bag = record(tmp_path / "in", frames=2, prompts=[(stamp_ns(0) + 2 * DELAY_NS, prompt_msg(stamp_ns(0) + 30_000_000))])
+    late = prompt_msg(stamp_ns(0) + 30_000_000)  # 30 ms after frame 0's stamp
+    bag = record(tmp_path / "in", frames=2, prompts=[(stamp_ns(0) + 2 * DELAY_NS, late)])
     params = tmp_path / "params.yaml"
     params.write_text("segment_node:\n  ros__parameters:\n    stamp_tolerance: 0.01\n")
     assert replay(bag.path, "--image-topic", IMAGE_TOPIC, "--params", params, "--out", tmp_path / "o1") == 1

@@ -24,9 +24,9 @@ def test_installed_layout(tmp_path):
     shutil.copytree(REPO / "gara_ros", package, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "msg", prefix / "share" / "gara_ros" / "msg")
     shutil.copytree(REPO / "config", prefix / "share" / "gara_ros" / "config")
-    code = ("import gara_ros.share, gara_ros.bag; print(gara_ros.share.__file__); print(gara_ros.share.share_path('msg'));"
-            " print(gara_ros.share.share_path('config/gara.yaml')); print(sorted(t for t in gara_ros.bag.typestore().types"
-            " if t.startswith('gara_ros')))")
+    code = ("import gara_ros.share as share, gara_ros.bag as bag; print(share.__file__);"
+            " print(share.share_path('msg')); print(share.share_path('config/gara.yaml'));"
+            " print(sorted(t for t in bag.typestore().types if t.startswith('gara_ros')))")
     env = dict(os.environ, PYTHONPATH=str(package.parent))
     env.pop("AMENT_PREFIX_PATH", None)
     run = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
