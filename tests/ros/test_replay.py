@@ -1,0 +1,335 @@
+"""python -m gara_ros.replay on bags these tests record (rosbags; sqlite3 and MCAP; raw and jpeg images): every
+frame segmented, outputs with their image's header, masks against the scene's true masks, the output bag read back
+(rosbags, and Foxglove's mcap library), --compare, prompt files, one-line errors, interrupted runs. No ROS graph."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from mcap.reader import make_reader
+from mcap_ros2.decoder import DecoderFactory
+from rosbags.highlevel import AnyReader
+
+from gara_ros.bag import typestore
+from gara_ros.conversions import image_to_array
+from gara_ros.core import Settings
+from gara_ros.replay import VIDEO_NAME, main
+from tests.ros.bags import (
+    DELAY_NS, IMAGE_TOPIC, IOU_BOUND, PROMPT_TOPIC, SLAB_BOX, SQUARE_POINT, header, prompt_msg, record, stamp_ns,
+)
+
+REPO = Path(__file__).parents[2]
+OUTPUTS = ("result", "mask", "labels", "overlay")
+
+
+def replay(*args) -> int:
+    return main([str(a) for a in args] + ["--quiet"])
+
+
+def read_bag(path: Path) -> dict[str, list]:
+    """topic -> [(log time, message)], read back with rosbags."""
+    topics: dict[str, list] = {}
+    with AnyReader([path], default_typestore=typestore()) as reader:
+        for connection, log_time, raw in reader.messages():
+            topics.setdefault(connection.topic, []).append((log_time, reader.deserialize(raw, connection.msgtype)))
+    return topics
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+def check_segmented(out: Path, frames: int, truth: list[np.ndarray], prefix: str = "/segment_node") -> dict:
+    """Every frame has every output, stamped with its image's header and recorded at its image's time, and each
+    object's mask (from ~/labels, by its label in ~/result) matches the scene within IOU_BOUND."""
+    topics = read_bag(out)
+    images = topics[IMAGE_TOPIC]
+    assert len(images) == frames
+    for name in OUTPUTS:
+        outputs = topics[f"{prefix}/{name}"]
+        assert [(t, m.header) for t, m in outputs] == [(t, m.header) for t, m in images], name
+    for (_, result), (_, labels), true_masks in zip(topics[f"{prefix}/result"], topics[f"{prefix}/labels"], truth,
+                                                    strict=True):
+        ids = {o.object_id: o.label for o in result.objects}
+        assert set(ids) == {"square", "slab"}
+        label_image = image_to_array(labels)[..., 0]
+        for index, object_id in enumerate(("square", "slab")):
+            assert iou(label_image == ids[object_id], true_masks[index]) >= IOU_BOUND, (object_id, result.header)
+    return topics
+
+
+def frame0_prompt() -> list:
+    """The prompt recorded just after frame 0, stamped with frame 0."""
+    return [(stamp_ns(0) + 2 * DELAY_NS, prompt_msg(stamp_ns(0)))]
+
+
+PROMPT_FILE = f"""objects:
+  - id: square
+    frame: 0
+    points: [[{SQUARE_POINT[0]}, {SQUARE_POINT[1]}]]
+  - id: slab
+    frame: 0
+    box: {list(SLAB_BOX)}
+"""
+
+
+@pytest.mark.parametrize("storage,compressed,prompts", [
+    ("mcap", False, "topic"), ("sqlite3", True, "topic"), ("mcap", True, "file"), ("sqlite3", False, "file"),
+])
+def test_every_frame_is_segmented_with_its_header(tmp_path, storage, compressed, prompts):
+    bag = record(tmp_path / "in", storage=storage, compressed=compressed,
+                 prompts=frame0_prompt() if prompts == "topic" else None)
+    args = [bag.path, "--image-topic", IMAGE_TOPIC, "--out", tmp_path / "out", "--storage", storage]
+    if prompts == "file":
+        (tmp_path / "prompts.yaml").write_text(PROMPT_FILE)
+        args += ["--prompts", tmp_path / "prompts.yaml"]
+    assert replay(*args) == 0
+    topics = check_segmented(tmp_path / "out", bag.frames, bag.truth)
+    assert (PROMPT_TOPIC in topics) == (prompts == "topic")
+    video = cv2.VideoCapture(str(tmp_path / "out" / VIDEO_NAME))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == bag.frames
+    ok, first = video.read()
+    overlay = image_to_array(topics["/segment_node/overlay"][0][1])
+    assert ok and first.shape == overlay.shape and np.abs(first.astype(int) - overlay).mean() < 8  # mp4 is lossy
+
+
+def test_output_mcap_is_standard_for_foxglove(tmp_path):
+    """Foxglove's own mcap library decodes the outputs (zstd chunks with --compress) from the ros2msg schemas
+    written into the file."""
+    bag = record(tmp_path / "in", frames=2, prompts=frame0_prompt())
+    assert replay(bag.path, "--image-topic", IMAGE_TOPIC, "--out", tmp_path / "out", "--no-video", "--compress") == 0
+    with open(tmp_path / "out" / "out.mcap", "rb") as file:
+        reader = make_reader(file, decoder_factories=[DecoderFactory()])
+        assert {index.compression for index in reader.get_summary().chunk_indexes} == {"zstd"}
+        assert {s.name: s.encoding for s in reader.get_summary().schemas.values()} == {
+            "sensor_msgs/msg/Image": "ros2msg", "gara_ros/msg/SegmentPrompt": "ros2msg",
+            "gara_ros/msg/SegmentResult": "ros2msg"}
+        decoded = {}
+        for _, channel, _, msg in reader.iter_decoded_messages():
+            decoded.setdefault(channel.topic, []).append(msg)
+    assert [o.object_id for o in decoded["/segment_node/result"][1].objects] == ["square", "slab"]
+    mask = decoded["/segment_node/mask"][1]
+    assert (mask.encoding, mask.width, mask.height) == ("mono8", 128, 96)
+    assert decoded["/segment_node/mask"][1].header.stamp.nanosec == stamp_ns(1) % 10**9
+
+
+def test_recorded_prompts_are_matched_by_stamp_as_the_node_does(tmp_path, capsys):
+    """A prompt recorded late names an earlier frame by its stamp: that frame is segmented (again), later frames
+    follow; a stamp with no frame within stamp_tolerance is one log line naming the bag. --mode once: only the
+    frames a prompt names."""
+    prompts = [(stamp_ns(3) + 2 * DELAY_NS, prompt_msg(stamp_ns(1))),  # names frame 1, recorded after frame 3
+               (stamp_ns(4) + 2 * DELAY_NS, prompt_msg(stamp_ns(7), slab=False))]  # a frame not seen yet
+    bag = record(tmp_path / "in", frames=6, prompts=prompts)
+    for mode, expected in (("persist", [1, 4, 5]), ("once", [1])):
+        out = tmp_path / mode
+        assert replay(bag.path, "--image-topic", IMAGE_TOPIC, "--out", out, "--mode", mode, "--no-video") == 0
+        results = read_bag(out)["/segment_node/result"]
+        assert [(m.header.stamp.nanosec - stamp_ns(0) % 10**9) // (stamp_ns(1) - stamp_ns(0)) for _, m in results] \
+            == expected
+        assert results[0][0] == stamp_ns(1) + DELAY_NS  # recorded at its image's time
+        log = capsys.readouterr().err
+        assert f"warning: {bag.path}: prompt for 'square' ignored: no buffered image within stamp_tolerance" in log
+
+
+def test_prompt_file_objects_join_on_their_frame_and_stamp(tmp_path):
+    """An object from its frame (index) or stamp on; persisted objects stay when a new one joins."""
+    (tmp_path / "p.yaml").write_text(f"""objects:
+  - {{id: square, frame: 1, points: [[{SQUARE_POINT[0] + 2}, {SQUARE_POINT[1]}]]}}
+  - {{id: slab, stamp: {(stamp_ns(3) - 1_000_000) / 1e9:.3f}, box: {list(SLAB_BOX)}}}
+  - {{id: ghost, stamp: {stamp_ns(9) / 1e9}, box: [1, 1, 5, 5]}}
+""")
+    bag = record(tmp_path / "in", frames=5)
+    assert replay(bag.path, "--image-topic", IMAGE_TOPIC, "--prompts", tmp_path / "p.yaml", "--out", tmp_path / "out",
+                  "--no-video") == 0
+    results = read_bag(tmp_path / "out")["/segment_node/result"]
+    assert [[o.object_id for o in m.objects] for _, m in results] == [
+        ["square"], ["square"], ["square", "slab"], ["square", "slab"]]
+    assert results[0][1].header.stamp == header(stamp_ns(1)).stamp
+
+
+def test_compare_writes_both_models_and_a_side_by_side(tmp_path):
+    bag = record(tmp_path / "in", frames=3, prompts=frame0_prompt())
+    assert replay(bag.path, "--image-topic", IMAGE_TOPIC, "--out", tmp_path / "out", "--compare", "none") == 0
+    topics = read_bag(tmp_path / "out")
+    results = {label: topics[f"/segment_node/{label}/result"] for label in ("gara", "sam")}
+    assert [m.header for _, m in results["gara"]] == [m.header for _, m in results["sam"]] == [
+        m.header for _, m in topics[IMAGE_TOPIC]]
+    scores = {label: [o.iou_score for _, m in r for o in m.objects] for label, r in results.items()}
+    assert scores["gara"] != scores["sam"]  # two models
+    for (_, pair), (_, left), (_, right) in zip(topics["/segment_node/side_by_side"],
+                                                 topics["/segment_node/gara/overlay"],
+                                                 topics["/segment_node/sam/overlay"], strict=True):
+        pixels, left, right = image_to_array(pair), image_to_array(left), image_to_array(right)
+        caption = pixels.shape[0] - left.shape[0]
+        assert pixels.shape[1] == 2 * left.shape[1] and caption > 0
+        assert np.array_equal(pixels[caption:, :128], left) and np.array_equal(pixels[caption:, 128:], right)
+    video = cv2.VideoCapture(str(tmp_path / "out" / VIDEO_NAME))
+    assert video.get(cv2.CAP_PROP_FRAME_WIDTH) == 256 and int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+
+
+def test_replay_loads_no_ros(tmp_path):
+    bag = record(tmp_path / "in", frames=1, prompts=frame0_prompt())
+    code = (f"import sys; from gara_ros.replay import main; rc = main([{str(bag.path)!r}, '--image-topic', "
+            f"{IMAGE_TOPIC!r}, '--out', {str(tmp_path / 'out')!r}, '--quiet']); "
+            "print(rc, sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'sensor_msgs', 'std_msgs', "
+            "'builtin_interfaces', 'geometry_msgs') or m.startswith('gara_ros.msg')))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert run.stdout.strip() == "0 []", run.stderr
+
+
+# --- errors: one line naming the file ------------------------------------------------------------
+def error_line(capsys, *args) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        replay(*args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert exit_info.value.code == 2 and err[-1].startswith("error: "), err
+    return err[-1]
+
+
+def test_missing_topic_lists_the_topics(tmp_path, capsys):
+    bag = record(tmp_path / "in", frames=1, prompts=frame0_prompt())
+    line = error_line(capsys, bag.path, "--image-topic", "/camera/color", "--out", tmp_path / "out")
+    assert line == (f"error: {bag.path}: no topic /camera/color; the bag has: /camera/image_raw "
+                    "(sensor_msgs/msg/Image), /gara/prompts (gara_ros/msg/SegmentPrompt)")
+    line = error_line(capsys, bag.path, "--image-topic", PROMPT_TOPIC, "--out", tmp_path / "out")
+    assert "topic /gara/prompts is gara_ros/msg/SegmentPrompt; expected sensor_msgs/msg/Image or " in line
+    bare = record(tmp_path / "bare", frames=1)
+    line = error_line(capsys, bare.path, "--image-topic", IMAGE_TOPIC, "--out", tmp_path / "out")
+    assert f"{bare.path}: no prompts: the bag has no /gara/prompts (topics: /camera/image_raw)" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_truncated_or_corrupt_bags(tmp_path, capsys):
+    bag = record(tmp_path / "in", frames=8, prompts=frame0_prompt(), zstd=True)
+    data = (bag.path / "in.mcap").read_bytes()
+    (tmp_path / "cut.mcap").write_bytes(data[:len(data) // 2])
+    line = error_line(capsys, tmp_path / "cut.mcap", "--image-topic", IMAGE_TOPIC, "--out", tmp_path / "o1")
+    assert line == f"error: {tmp_path / 'cut.mcap'}: cannot read the bag: File end magic is invalid."
+    (tmp_path / "junk.db3").write_bytes(b"not a database" * 100)
+    line = error_line(capsys, tmp_path / "junk.db3", "--image-topic", IMAGE_TOPIC, "--out", tmp_path / "o2")
+    assert "junk.db3: cannot read the bag: Cannot open database" in line
+    (bag.path / "metadata.yaml").rename(tmp_path / "metadata.yaml")
+    line = error_line(capsys, bag.path, "--image-topic", IMAGE_TOPIC, "--out", tmp_path / "o3")
+    assert f"{bag.path}: no metadata.yaml" in line and "in.mcap" in line
+    # Corrupt data in the last chunk: the frames before it are kept, then one line. (Once: only frame 0 is
+    # segmented, so that reading 40 frames is quick.)
+    long = record(tmp_path / "long", frames=40, prompts=frame0_prompt(), zstd=True)
+    data = bytearray((long.path / "long.mcap").read_bytes())
+    with open(long.path / "long.mcap", "rb") as file:
+        *_, last = sorted(make_reader(file).get_summary().chunk_indexes, key=lambda index: index.chunk_start_offset)
+    summary_start = int.from_bytes(data[-37 + 9:-37 + 17], "little")  # from the footer
+    damaged = bytearray(data)
+    damaged[summary_start + 1:summary_start + 9] = b"\xff" * 8  # the first index record's length: 2**64 - 1
+    (tmp_path / "index.mcap").write_bytes(bytes(damaged))
+    line = error_line(capsys, tmp_path / "index.mcap", "--image-topic", IMAGE_TOPIC, "--out", tmp_path / "o5")
+    assert line.startswith(f"error: {tmp_path / 'index.mcap'}: cannot read the bag: ")
+    middle = last.chunk_start_offset + last.chunk_length - last.compressed_size // 2  # inside the compressed data
+    data[middle:middle + 512] = bytes(512)
+    (tmp_path / "bad.mcap").write_bytes(bytes(data))
+    line = error_line(capsys, tmp_path / "bad.mcap", "--image-topic", IMAGE_TOPIC, "--out", tmp_path / "o4",
+                      "--mode", "once")
+    assert f"{tmp_path / 'bad.mcap'}: unreadable data part-way through the bag: " in line
+    topics = read_bag(tmp_path / "o4")
+    assert 0 < len(topics[IMAGE_TOPIC]) < long.frames and len(topics["/segment_node/result"]) == 1
+    assert not (tmp_path / "o4.partial").exists()
+
+
+def test_unsupported_encoding_is_named_and_nothing_segmented(tmp_path, capsys):
+    bag = record(tmp_path / "in", frames=2, prompts=frame0_prompt(), encoding="yuv422")
+    assert replay(bag.path, "--image-topic", IMAGE_TOPIC, "--out", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert re.search(rf"error: {re.escape(str(bag.path))}: frame 1700000000\.000 s skipped: unsupported encoding "
+                     r"'yuv422' \(supported: rgb8, bgr8", err)
+    assert "replay: 0 of 2 frames segmented" in err
+    assert len(read_bag(tmp_path / "out")[IMAGE_TOPIC]) == 2
+
+
+@pytest.mark.parametrize("text,message", [
+    ("objects:\n  - {id: cup, frame: 0, pionts: [[1, 2]]}\n",
+     "object #0 ('cup'): unknown key 'pionts' (did you mean 'points'?)"),
+    ("objects:\n  - {id: cup, points: [[1, 2]]}\n", "object #0 ('cup'): needs either 'frame'"),
+    ("objects:\n  - {id: cup, frame: 0, points: [[1, 2]], labels: [1, 1]}\n", "labels must be one 1"),
+    ("objects:\n  - {id: cup, frame: 0, box: [1, 2, 3]}\n", "box must be [x1, y1, x2, y2]"),
+    ("objects:\n  - {id: cup, frame: 0, points: [[1, 2]]\n", "not valid YAML at line 3"),
+    ("object:\n  - {id: cup, frame: 0}\n", "expected one key, 'objects:'"),
+    ("objects:\n  - {id: a, frame: 0, box: [1, 2, 3, 4]}\n  - {id: a, frame: 1, box: [1, 2, 3, 4]}\n",
+     "object #1 ('a'): the id is used twice"),
+    ("objects:\n  - {id: cup, frame: 6, box: [1, 2, 3, 4]}\n",
+     "object 'cup': frame 6, but /camera/image_raw has 6 images (0 to 5)"),
+])
+def test_prompt_file_typos_are_one_line(tmp_path, capsys, text, message):
+    bag = record(tmp_path / "in", frames=6)
+    (tmp_path / "p.yaml").write_text(text)
+    line = error_line(capsys, bag.path, "--image-topic", IMAGE_TOPIC, "--prompts", tmp_path / "p.yaml", "--out",
+                      tmp_path / "out")
+    assert line.startswith(f"error: {tmp_path / 'p.yaml'}: ") and message in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_settings_come_from_the_node_params_file(tmp_path, capsys):
+    """--params takes a node params file (unknown names refused); --mode track needs a node with track mode."""
+    late = prompt_msg(stamp_ns(0) + 30_000_000)  # 30 ms after frame 0's stamp
+    bag = record(tmp_path / "in", frames=2, prompts=[(stamp_ns(0) + 2 * DELAY_NS, late)])
+    params = tmp_path / "params.yaml"
+    params.write_text("segment_node:\n  ros__parameters:\n    stamp_tolerance: 0.01\n")
+    assert replay(bag.path, "--image-topic", IMAGE_TOPIC, "--params", params, "--out", tmp_path / "o1") == 1
+    assert "no buffered image within stamp_tolerance" in capsys.readouterr().err  # 30 ms off, 10 ms allowed
+    params.write_text("/**:\n  ros__parameters:\n    persit: true\n")
+    line = error_line(capsys, bag.path, "--image-topic", IMAGE_TOPIC, "--params", params, "--out", tmp_path / "o2")
+    assert line.startswith(f"error: {params}: unknown parameter 'persit' of segment_node (did you mean 'persist'?)")
+    if "track" not in {f.name for f in fields(Settings)}:
+        line = error_line(capsys, bag.path, "--image-topic", IMAGE_TOPIC, "--mode", "track", "--out", tmp_path / "o3")
+        assert line.startswith("error: --mode track: this node has no 'track' setting")
+
+
+# --- interrupted runs ----------------------------------------------------------------------------
+def start_replay(bag: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "gara_ros.replay", str(bag), "--image-topic", IMAGE_TOPIC,
+                             "--out", str(out), "--no-video"], cwd=REPO, stderr=subprocess.PIPE,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+def wait_for_frames(process: subprocess.Popen, count: int) -> None:
+    """Reads the progress bar until it shows at least `count` frames done."""
+    text = b""
+    while True:
+        char = process.stderr.read(1)
+        assert char, f"the replay ended before {count} frames: {text.decode()[-500:]}"
+        text += char
+        done = re.findall(rb"\| *(\d+)/\d+ \[", text[-200:])
+        if done and int(done[-1]) >= count:
+            return
+
+
+def test_interrupted_run_leaves_a_readable_bag_of_the_frames_done(tmp_path):
+    bag = record(tmp_path / "in", frames=150, prompts=frame0_prompt())
+    process = start_replay(bag.path, tmp_path / "out")
+    wait_for_frames(process, 3)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err.decode()
+    topics = read_bag(tmp_path / "out")
+    done = len(topics["/segment_node/result"])
+    assert 3 <= done < bag.frames and b"replay: interrupted: " in err
+    assert [m.header for _, m in topics["/segment_node/result"]] == [m.header for _, m in topics[IMAGE_TOPIC]][:done]
+
+
+def test_killed_run_leaves_no_bag_and_is_named_at_the_next_start(tmp_path, capsys):
+    bag = record(tmp_path / "in", frames=150, prompts=frame0_prompt())
+    process = start_replay(bag.path, tmp_path / "out")
+    wait_for_frames(process, 2)
+    process.kill()
+    process.wait(timeout=60)
+    assert not (tmp_path / "out").exists() and (tmp_path / "out.partial").is_dir()
+    line = error_line(capsys, bag.path, "--image-topic", IMAGE_TOPIC, "--out", tmp_path / "out")
+    assert line == (f"error: {tmp_path / 'out.partial'} is left from a run that was killed before it could close its "
+                    "output; remove it")
