@@ -30,7 +30,7 @@ from gara_ros.share import share_path
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 PROMPT_TYPE = "gara_ros/msg/SegmentPrompt"
-RESULT_TYPE = "gara_ros/msg/SegmentResult"
+DEPTH_TYPE, CAMERA_INFO_TYPE = "sensor_msgs/msg/Image", "sensor_msgs/msg/CameraInfo"
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 # Standard messages (Header, Image, CompressedImage, CameraInfo, PointCloud2, Marker) are the same in Humble, Jazzy
 # and Kilted.

@@ -1,20 +1,23 @@
 """python -m gara_ros.replay: GaRA-SAM over a recorded bag, with no ROS install.
 
     python -m gara_ros.replay BAG --image-topic /camera/image_raw [--prompts FILE] [--prompt-topic /gara/prompts]
-        [--out OUT] [--mode persist] [--params FILE] [--checkpoint FILE] [--adapter FILE] [--compare none|FILE]
+        [--out OUT] [--mode persist|track|once] [--depth-topic T --camera-info-topic T] [--params FILE]
+        [--checkpoint FILE] [--adapter FILE] [--compare none|FILE]
 
 The bag front end over gara_ros.core.SegmentCore, as segment_node.py is the live one. BAG (a rosbag2 folder with
 sqlite3 or MCAP storage, or one .mcap or .db3 file) is streamed in the order it was recorded: each image and
-recorded prompt goes to the core as the node would receive it, with the node's settings (config/gara.yaml, or
---params with a robot's params file). Prompts come from the bag's prompt topic or from a prompt file
-(gara_ros/prompt_file.py). The jobs that the core hands out for an image and the prompts recorded after it are run
-before the next image, one per frame (a later job for a frame replaces an earlier one, as the node's one-item slot
-does), and none is dropped for being late.
+recorded prompt (and, with --depth-topic, each depth image and camera info) goes to the core as the node would
+receive it, with the node's settings (config/gara.yaml, or --params with a robot's params file). Prompts come from
+the bag's prompt topic or from a prompt file (gara_ros/prompt_file.py); --mode track follows each object from its
+own previous mask, as the node's track mode does. The jobs that the core hands out for an image and the messages
+recorded after it are run before the next image, one per frame (a later job for a frame replaces an earlier one,
+as the node's one-item slot does), and none is dropped for being late.
 
 OUT, a new rosbag2 folder (MCAP by default), holds the image topic, the prompt topic if used, and per model the
-node's outputs (<namespace>/result, mask, labels, overlay), each with its image's header and recorded at its
-image's time; and OUT/overlay.mp4. --compare adds a second model (plain SAM, or another adapter): both models'
-outputs under <namespace>/<label>/, and a side-by-side overlay (<namespace>/side_by_side, and the video).
+node's outputs (<namespace>/result, mask, labels, overlay, and with depth points and markers), each with its
+image's header (the 3D ones with the depth image's frame_id) and recorded at its image's time; and
+OUT/overlay.mp4. --compare adds a second model (plain SAM, or another adapter): both models' outputs under
+<namespace>/<label>/, and a side-by-side overlay (<namespace>/side_by_side, and the video).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import signal
 import sys
 import time
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +42,11 @@ from gara_model.build import EMBEDDED_TINY_CHECKPOINT
 from gara_model.checkpoint import CheckpointError
 from gara_model.cli import one_line_errors
 from gara_ros import conversions
-from gara_ros.bag import IMAGE_TYPES, PROMPT_TYPE, RESULT_TYPE, BagError, BagReader, BagWriter, message_types, typestore
+from gara_ros.bag import (
+    CAMERA_INFO_TYPE, DEPTH_TYPE, IMAGE_TYPES, PROMPT_TYPE, BagError, BagReader, BagWriter, message_types, typestore,
+)
 from gara_ros.conversions import ConversionError
-from gara_ros.core import OUTPUT_ENCODINGS, Job, Output, SegmentCore, Settings, load_predictor
+from gara_ros.core import OUTPUT_ENCODINGS, OUTPUT_TYPES, OUTPUTS_3D, Job, Output, SegmentCore, Settings, load_predictor
 from gara_ros.overlay import side_by_side
 from gara_ros.prompt_file import FileObject, PromptFileError, read_prompt_file
 from gara_ros.share import share_path
@@ -80,7 +85,8 @@ def read_parameters(path: Path) -> dict[str, Any]:
 
 
 def node_parameters(args: argparse.Namespace) -> dict[str, Any]:
-    """The node's defaults (its params file, config/gara.yaml), then --params, then the model options and --mode."""
+    """The node's defaults (its params file, config/gara.yaml), then --params, then the model options, --mode and
+    --depth-topic."""
     parameters = read_parameters(share_path("config/gara.yaml"))
     if args.params is not None:
         for name, value in read_parameters(args.params).items():
@@ -90,14 +96,9 @@ def node_parameters(args: argparse.Namespace) -> dict[str, Any]:
                 raise ReplayError(f"{args.params}: unknown parameter {name!r} of {NODE} ({hint})")
             parameters[name] = value
     parameters.update({name: getattr(args, name) for name in MODEL_PARAMETERS if getattr(args, name) is not None})
-    settings = {setting.name for setting in fields(Settings)}
-    mode = MODES[args.mode]
-    if mode is not None and mode not in settings:
-        raise ReplayError(f"--mode {args.mode}: this node has no {mode!r} setting (its settings: "
-                          f"{', '.join(sorted(settings))})")
     for name in CARRY_PARAMETERS:
-        if name in settings:
-            parameters[name] = name == mode
+        parameters[name] = name == MODES[args.mode]
+    parameters["use_depth"] = args.depth_topic is not None  # the bag's topics say, not the robot's params file
     return parameters
 
 
@@ -254,18 +255,19 @@ class Recorder:
     """The output side of a replay: the output topics, and for the outputs of each drain every model's messages,
     the side-by-side overlay (with --compare) and the video's frames."""
 
-    def __init__(self, writer: BagWriter, labels: list[str], namespace: str, video: OverlayVideo | None):
+    def __init__(self, writer: BagWriter, labels: list[str], namespace: str, video: OverlayVideo | None,
+                 use_depth: bool):
         self.writer, self.labels, self.video = writer, labels, video
         store = typestore()
         self.types = message_types(store)
         self.namespaces = [namespace + (f"/{label}" if len(labels) > 1 else "") for label in labels]
         self.side_by_side = f"{namespace}/side_by_side" if len(labels) > 1 else None
         for prefix in self.namespaces:
-            writer.add_topic(f"{prefix}/result", RESULT_TYPE, store)
-            for name in OUTPUT_ENCODINGS:
-                writer.add_topic(f"{prefix}/{name}", IMAGE_TYPES[0], store)
+            for name, msgtype in OUTPUT_TYPES.items():
+                if use_depth or name not in OUTPUTS_3D:
+                    writer.add_topic(f"{prefix}/{name}", msgtype, store)
         if self.side_by_side:
-            writer.add_topic(self.side_by_side, IMAGE_TYPES[0], store)
+            writer.add_topic(self.side_by_side, OUTPUT_TYPES["overlay"], store)
 
     def record(self, outputs: list[list[Output]]) -> None:
         """outputs[i]: model i's outputs of one drain. Each at its image's recorded time."""
@@ -304,6 +306,8 @@ class Replay:
         with BagReader(args.bag) as bag:
             images = bag.connections(args.image_topic, IMAGE_TYPES)
             prompts = self._prompt_connections(bag)
+            depth = [*bag.connections(args.depth_topic, (DEPTH_TYPE,)),
+                     *bag.connections(args.camera_info_topic, (CAMERA_INFO_TYPE,))] if args.depth_topic else []
             total = bag.topics()[args.image_topic][1]
             self._check_schedule(total)
             lanes = self._lanes(DECODERS[images[0].msgtype])
@@ -317,22 +321,29 @@ class Replay:
                     video = None if args.no_video else OverlayVideo(writer.folder / VIDEO_NAME, self._fps(bag, total))
                     if video is not None:
                         stack.callback(video.close)  # before the writer moves its folder
-                    recorder = Recorder(writer, [lane.label for lane in lanes], args.namespace, video)
+                    recorder = Recorder(writer, [lane.label for lane in lanes], args.namespace, video, bool(depth))
                     stop = stack.enter_context(stop_requests())
                     progress = stack.enter_context(tqdm(total=total, unit="frame", desc=Path(args.bag).name,
                                                         dynamic_ncols=True, disable=args.quiet))
                     start = time.perf_counter()
-                    for record in bag.records(images + prompts):
-                        if record.connection.topic == args.image_topic:
+                    for record in bag.records(images + prompts + depth):
+                        topic = record.connection.topic
+                        if topic == args.image_topic:
                             summary.segmented += self._drain(lanes, recorder)  # the previous image's jobs
                             writer.write(args.image_topic, record.log_time, raw=record.raw)
                             self._feed_frame(lanes, RecordedFrame(record.msg, record.log_time), summary.frames)
                             summary.frames += 1
                             progress.update()
-                        else:
+                        elif topic == args.prompt_topic:
                             writer.write(args.prompt_topic, record.log_time, raw=record.raw)
                             for lane in lanes:
                                 lane.core.on_prompt(record.msg)
+                        else:  # a depth image or camera info: each core buffers it, a frame takes the nearest
+                            for lane in lanes:
+                                if topic == args.depth_topic:
+                                    lane.core.on_depth(record.msg)
+                                else:
+                                    lane.core.on_camera_info(record.msg)
                         if stop["signal"] is not None:
                             summary.interrupted = True
                             break
@@ -429,7 +440,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                                 "smaller bag, more CPU time per frame")
     parser.add_argument("--mode", choices=tuple(MODES), default="persist",
                         help="how objects go on to later frames: persist (their prompts are applied again), track "
-                             "(followed from their masks, where the node has it) or once (only where prompted)")
+                             "(followed from their own previous masks; lost when the mask collapses) or once (only "
+                             "where prompted)")
+    parser.add_argument("--depth-topic", help="aligned depth image (16UC1 mm or 32FC1 m) for 3D: each object's "
+                                              "centroid and extent in the results, and <namespace>/points, markers")
+    parser.add_argument("--camera-info-topic", help="the depth image's sensor_msgs/CameraInfo (with --depth-topic)")
     parser.add_argument("--params", type=Path, help="the node's params file (default: gara_ros's config/gara.yaml)")
     parser.add_argument("--checkpoint", help="SAM checkpoint (default: the params file's; none = embedded tiny)")
     parser.add_argument("--adapter", help="GaRA adapter file (default: the params file's)")
@@ -450,6 +465,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -
     args.prompt_topic = args.prompt_topic or "/gara/prompts"
     if args.prompts and args.prompt_topic_given:
         parser.error("give prompts either as a file (--prompts) or as the bag's topic (--prompt-topic), not both")
+    if (args.depth_topic is None) != (args.camera_info_topic is None):
+        parser.error("3D needs both --depth-topic and --camera-info-topic")
     return args
 
 
