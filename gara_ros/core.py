@@ -328,8 +328,9 @@ class SegmentCore:
                                            f"{error}")
             self._count("prompts")
             return
-        if msg.remove:
-            self.remove(list(msg.remove))
+        removals = list(getattr(msg, "remove", ()))  # none in a bag recorded before SegmentPrompt had `remove`
+        if removals:
+            self.remove(removals)
             if not prompts:
                 self._count("prompts")
                 return

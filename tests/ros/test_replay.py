@@ -19,9 +19,12 @@ from mcap.reader import make_reader
 from mcap_ros2.decoder import DecoderFactory
 from rosbags.highlevel import AnyReader
 
-from gara_ros.bag import typestore
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+from gara_ros.bag import PROMPT_TYPE, typestore
 from gara_ros.conversions import image_to_array
 from gara_ros.replay import VIDEO_NAME, main
+from gara_ros.share import share_path
 from tests.ros.bags import (
     CX, CY, DELAY_NS, DEPTH_FRAME, DEPTH_TOPIC, FX, FY, IMAGE_TOPIC, INFO_TOPIC, IOU_BOUND, PROMPT_TOPIC, SLAB_BOX,
     SLAB_M, SQUARE_M, SQUARE_POINT, header, prompt_msg, record, scene, scene_depth, stamp_ns,
@@ -208,6 +211,20 @@ def test_a_recorded_removal_drops_the_object(tmp_path, mode, expected):
                   "--no-video") == 0
     results = read_bag(tmp_path / "out")["/segment_node/result"]
     assert [[o.object_id for o in m.objects] for _, m in results] == expected
+
+
+def test_prompts_recorded_before_segment_prompt_had_removals_are_replayed(tmp_path):
+    """A bag from an earlier release records SegmentPrompt without `remove` (its own definition, which rosbags
+    reads it with): its prompts work as before."""
+    text = (share_path("msg") / "SegmentPrompt.msg").read_text()
+    old = get_typestore(Stores.ROS2_KILTED)
+    old.register({**{name: definition for path in share_path("msg").glob("*.msg")
+                     for name, definition in get_types_from_msg(path.read_text(), f"gara_ros/msg/{path.stem}").items()},
+                  **get_types_from_msg(text.replace("string[] remove", ""), PROMPT_TYPE)})
+    assert "remove" not in [name for name, _ in old.fielddefs[PROMPT_TYPE][1]]
+    bag = record(tmp_path / "in", frames=2, prompts=frame0_prompt(), store=old)
+    assert replay(bag.path, "--image-topic", IMAGE_TOPIC, "--out", tmp_path / "out", "--no-video") == 0
+    check_segmented(tmp_path / "out", bag.frames, bag.truth)
 
 
 def test_depth_topic_gives_points_on_the_known_surfaces(tmp_path):
