@@ -65,7 +65,8 @@ def message_types(store: Typestore) -> MessageTypes:
 class StoreConstructor:
     """A message type of a rosbags type store, built as ROS 2's generated classes are: from any of its fields as
     keywords, the others zero or empty (rosbags' classes need every field; an unknown field is a TypeError), with the
-    type's constants as attributes (`Marker.CUBE`)."""
+    type's constants as attributes (`Marker.CUBE`). A default value that a .msg file sets (geometry_msgs/Quaternion's
+    w = 1) is not in the store: the builders in gara_ros.conversions give such fields."""
 
     def __init__(self, store: Typestore, msgtype: str):
         self.store, self.msgtype, self.cls = store, msgtype, store.types[msgtype]

@@ -43,9 +43,9 @@ class ConversionError(ValueError):
 class MessageTypes:
     """The constructors output messages are built with, one per type of MESSAGE_TYPES.
 
-    Each takes any of its message's fields as keywords (the others keep their defaults: zero, empty) and carries
-    the type's constants as attributes (`marker.CUBE`). `image` and `point_cloud` take `data`, the bytes as a flat
-    uint8 array.
+    Each takes any of its message's fields as keywords (the others keep their defaults: zero, empty; a field whose
+    .msg default is not zero, as Quaternion's w, is always given) and carries the type's constants as attributes
+    (`marker.CUBE`). `image` and `point_cloud` take `data`, the bytes as a flat uint8 array.
     """
 
     header: Callable[..., Any]
@@ -357,7 +357,8 @@ def markers_msg(header: Header, object_ids: list[str], points: ObjectPoints,
     colour in ~/overlay."""
     types = types or ros_message_types()
     marker, vector3 = types.marker, types.vector3
-    markers = [marker(header=header, action=marker.DELETEALL)]
+    # every pose given: ROS 2's Quaternion defaults to w = 1, a rosbags store's (which knows no defaults) to 0
+    markers = [marker(header=header, action=marker.DELETEALL, pose=_pose(types, (0.0, 0.0, 0.0)))]
     for index, object_id in enumerate(object_ids):
         if not points.counts[index]:
             continue
