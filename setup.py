@@ -28,7 +28,9 @@ setup(
         "matplotlib>=3.7",
         "imageio>=2.30",
         "Pillow>=9.0",
+        "rosbags>=0.11",  # bags without ROS: python -m gara_ros.replay
     ],
-    # launch_testing (ROS 2's launch tests, tests/ros/test_launch.py where installed) does not load under pytest 8.4+
-    extras_require={"dev": ["pytest>=7,<8.4"]},
+    # launch_testing (ROS 2's launch tests, tests/ros/test_launch.py where installed) does not load under pytest 8.4+;
+    # mcap, mcap-ros2-support: Foxglove's own MCAP reader, to check that the replay's bags open there too
+    extras_require={"dev": ["pytest>=7,<8.4", "mcap>=1.2", "mcap-ros2-support>=0.5"]},
 )

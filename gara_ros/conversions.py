@@ -3,29 +3,107 @@
 Images are (H,W,3) uint8 RGB on the model side; masks are (O,H,W) bool; points
 and boxes are (X,Y) pixels, boxes XYXY; depth is (H,W) float32 metres; 3D points are
 metres in the camera's optical frame.
+
+Messages are read field by field, so ROS 2's generated messages and those of a rosbags type store both work.
+Outputs are built from a `MessageTypes`: ROS 2's classes by default (`ros_message_types`, the node; imported
+only then), or a rosbags type store's (gara_ros.bag, the replay), so this module loads without ROS.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-from builtin_interfaces.msg import Time
-from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
 from PIL import Image as PILImage
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
-from std_msgs.msg import ColorRGBA, Header
-from visualization_msgs.msg import Marker, MarkerArray
 
 from gara_model.prompts import ObjectPrompt
 from gara_ros.depth import Intrinsics, ObjectPoints
-from gara_ros.msg import ObjectResult, SegmentPrompt, SegmentResult
 from gara_ros.overlay import label_colour
+
+if TYPE_CHECKING:
+    from builtin_interfaces.msg import Time
+    from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+    from std_msgs.msg import Header
+    from visualization_msgs.msg import MarkerArray
+
+    from gara_ros.msg import SegmentPrompt, SegmentResult
 
 
 class ConversionError(ValueError):
     """A message that cannot be turned into arrays: unusable pixels or an invalid stamp."""
+
+
+@dataclass(frozen=True)
+class MessageTypes:
+    """The constructors output messages are built with, one per type of MESSAGE_TYPES.
+
+    Each takes any of its message's fields as keywords (the others keep their defaults: zero, empty; a field whose
+    .msg default is not zero, as Quaternion's w, is always given) and carries the type's constants as attributes
+    (`marker.CUBE`). `image` and `point_cloud` take `data`, the bytes as a flat uint8 array.
+    """
+
+    header: Callable[..., Any]
+    image: Callable[..., Any]
+    segment_result: Callable[..., Any]
+    object_result: Callable[..., Any]
+    point: Callable[..., Any]
+    vector3: Callable[..., Any]
+    pose: Callable[..., Any]
+    quaternion: Callable[..., Any]
+    color: Callable[..., Any]
+    point_field: Callable[..., Any]
+    point_cloud: Callable[..., Any]
+    marker: Callable[..., Any]
+    marker_array: Callable[..., Any]
+
+
+# MessageTypes field -> the message type it builds
+MESSAGE_TYPES = {
+    "header": "std_msgs/msg/Header", "image": "sensor_msgs/msg/Image",
+    "segment_result": "gara_ros/msg/SegmentResult", "object_result": "gara_ros/msg/ObjectResult",
+    "point": "geometry_msgs/msg/Point", "vector3": "geometry_msgs/msg/Vector3", "pose": "geometry_msgs/msg/Pose",
+    "quaternion": "geometry_msgs/msg/Quaternion", "color": "std_msgs/msg/ColorRGBA",
+    "point_field": "sensor_msgs/msg/PointField", "point_cloud": "sensor_msgs/msg/PointCloud2",
+    "marker": "visualization_msgs/msg/Marker", "marker_array": "visualization_msgs/msg/MarkerArray",
+}
+BYTES_FIELDS = ("image", "point_cloud")  # the MessageTypes whose `data` (uint8[]) is given as a flat uint8 array
+
+
+class _DataFromBytes:
+    """A ROS 2 message class whose `data` is filled straight into the message's array.array, the one copy
+    (Image(data=...) would copy twice); the class's constants stay readable."""
+
+    def __init__(self, cls: type):
+        self.cls = cls
+
+    def __call__(self, data: np.ndarray, **fields):
+        msg = self.cls(**fields)
+        msg.data.frombytes(data)
+        return msg
+
+    def __getattr__(self, name: str):
+        return getattr(self.cls, name)
+
+
+def ros_message_class(msgtype: str) -> type:
+    """ROS 2's generated class of a message type ("sensor_msgs/msg/Image"; needs the message's package, and for
+    gara_ros's own messages the built gara_ros.msg)."""
+    package, _, name = msgtype.split("/")
+    return getattr(importlib.import_module(f"{package}.msg"), name)
+
+
+@functools.cache
+def ros_message_types() -> MessageTypes:
+    """ROS 2's generated classes."""
+    constructors = {name: ros_message_class(msgtype) for name, msgtype in MESSAGE_TYPES.items()}
+    return MessageTypes(**{name: _DataFromBytes(cls) if name in BYTES_FIELDS else cls
+                           for name, cls in constructors.items()})
 
 
 # A compressed image may declare any size in its few header bytes: a 631-byte jpeg claiming 30000 x 30000 pixels
@@ -133,20 +211,22 @@ def stamp_to_ns(stamp: Time) -> int:
     return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
-def array_to_image(pixels: np.ndarray, encoding: str, header: Header | None = None) -> Image:
-    """(H,W) or (H,W,C) array already in `encoding`'s layout -> sensor_msgs/Image (no padding)."""
+def array_to_image(pixels: np.ndarray, encoding: str, header: Header | None = None,
+                   types: MessageTypes | None = None) -> Image:
+    """(H,W) or (H,W,C) array already in `encoding`'s layout -> sensor_msgs/Image (no padding) of `types`
+    (default ROS 2's)."""
     if encoding not in ENCODINGS:
         raise ConversionError(f"unsupported encoding {encoding!r} (supported: {', '.join(ENCODINGS)})")
     dtype, channels, _ = ENCODINGS[encoding]
     if pixels.dtype != dtype or pixels.ndim not in (2, 3) or (pixels.shape + (1,))[2] != channels:
         shape = "HxW" if channels == 1 else f"HxWx{channels}"
         raise ConversionError(f"{encoding} needs an {shape} {np.dtype(dtype)} array, got {pixels.shape} {pixels.dtype}")
+    types = types or ros_message_types()
     height, width = pixels.shape[:2]
-    msg = Image(header=header or Header(), height=height, width=width, encoding=encoding,
-                is_bigendian=int(not np.little_endian), step=width * channels * pixels.itemsize)
-    # The one copy: pixels straight into the message's array.array (Image(data=...) would copy twice).
-    msg.data.frombytes(np.ascontiguousarray(pixels).reshape(-1).view(np.uint8))
-    return msg
+    return types.image(header=types.header() if header is None else header, height=height, width=width,
+                       encoding=encoding, is_bigendian=int(not np.little_endian),
+                       step=width * channels * pixels.itemsize,
+                       data=np.ascontiguousarray(pixels).reshape(-1).view(np.uint8))
 
 
 def prompts_from_msg(msg: SegmentPrompt) -> list[ObjectPrompt]:
@@ -219,65 +299,83 @@ def _boxed(masks: np.ndarray, extents: list[tuple[tuple[float, float, float, flo
 
 def result_msg(header: Header, object_ids: list[str], extents: list[tuple[tuple[float, float, float, float], int]],
                scores: np.ndarray, high_rank_share: float, mean_active_components: float, latency_ms: float,
-               statuses: list[int] | None = None, points: ObjectPoints | None = None) -> SegmentResult:
-    """SegmentResult for objects with their masks' `mask_box_area` extents, (O,) scores, ObjectResult.STATUS_*
-    statuses (None: all prompted) and 3D statistics (None: no depth), and the image's gate summary; label i+1 is
-    object i as in labels_from_masks."""
-    objects = [ObjectResult(object_id=object_id, label=label, iou_score=float(score), box=box, area=area)
-               for label, (object_id, (box, area), score) in enumerate(zip(object_ids, extents, scores, strict=True),
-                                                                        start=1)]
-    for index, obj in enumerate(objects):
-        obj.status = int(statuses[index]) if statuses is not None else ObjectResult.STATUS_PROMPTED
-        if points is not None and points.counts[index]:
-            obj.centroid = Point(x=float(points.centroids[index, 0]), y=float(points.centroids[index, 1]),
-                                 z=float(points.centroids[index, 2]))
-            obj.extent = Vector3(x=float(points.extents[index, 0]), y=float(points.extents[index, 1]),
-                                 z=float(points.extents[index, 2]))
-            obj.depth_points = int(points.counts[index])
-    return SegmentResult(header=header, latency_ms=float(latency_ms), high_rank_share=float(high_rank_share),
-                         mean_active_components=float(mean_active_components), objects=objects)
+               statuses: list[int] | None = None, points: ObjectPoints | None = None,
+               types: MessageTypes | None = None) -> SegmentResult:
+    """SegmentResult (of `types`, default ROS 2's) for objects with their masks' `mask_box_area` extents, (O,)
+    scores, ObjectResult.STATUS_* statuses (None: all prompted) and 3D statistics (None: no depth), and the image's
+    gate summary; label i+1 is object i as in labels_from_masks."""
+    types = types or ros_message_types()
+    objects = []
+    for index, (object_id, (box, area), score) in enumerate(zip(object_ids, extents, scores, strict=True)):
+        status = int(statuses[index]) if statuses is not None else types.object_result.STATUS_PROMPTED
+        with_3d = points is not None and points.counts[index]
+        centroid, extent = (points.centroids[index], points.extents[index]) if with_3d else (np.zeros(3),) * 2
+        objects.append(types.object_result(
+            object_id=object_id, label=index + 1, status=status, iou_score=float(score),
+            box=np.array(box, np.float32), area=area, centroid=types.point(**_xyz(centroid)),
+            extent=types.vector3(**_xyz(extent)), depth_points=int(points.counts[index]) if with_3d else 0))
+    return types.segment_result(header=header, latency_ms=float(latency_ms), high_rank_share=float(high_rank_share),
+                                mean_active_components=float(mean_active_components), objects=objects)
+
+
+def _xyz(values) -> dict[str, float]:
+    """x, y, z keywords (geometry_msgs/Point, Vector3) from three numbers."""
+    return dict(zip("xyz", map(float, values), strict=True))
 
 
 # PointCloud2 layout of ~/points: x, y, z float32 and the object's label uint32, 16 bytes per point, no padding.
-CLOUD_FIELDS = (("x", PointField.FLOAT32, np.float32), ("y", PointField.FLOAT32, np.float32),
-                ("z", PointField.FLOAT32, np.float32), ("label", PointField.UINT32, np.uint32))
+# name -> (PointField datatype constant, numpy type)
+CLOUD_FIELDS = {"x": ("FLOAT32", np.float32), "y": ("FLOAT32", np.float32), "z": ("FLOAT32", np.float32),
+                "label": ("UINT32", np.uint32)}
 
 
-def cloud_msg(header: Header, points: ObjectPoints) -> PointCloud2:
-    """An unordered PointCloud2 (height 1) of every object's points with their labels, in `header`'s frame; the
-    layout sensor_msgs_py.point_cloud2.read_points and RViz read (CLOUD_FIELDS, native byte order)."""
-    dtype = np.dtype([(name, kind) for name, _, kind in CLOUD_FIELDS])
-    fields = [PointField(name=name, offset=dtype.fields[name][1], datatype=datatype, count=1)
-              for name, datatype, _ in CLOUD_FIELDS]
+def cloud_msg(header: Header, points: ObjectPoints, types: MessageTypes | None = None) -> PointCloud2:
+    """An unordered PointCloud2 (of `types`, default ROS 2's; height 1) of every object's points with their labels,
+    in `header`'s frame; the layout sensor_msgs_py.point_cloud2.read_points and RViz read (CLOUD_FIELDS, native
+    byte order)."""
+    types = types or ros_message_types()
+    dtype = np.dtype([(name, kind) for name, (_, kind) in CLOUD_FIELDS.items()])
+    fields = [types.point_field(name=name, offset=dtype.fields[name][1], datatype=getattr(types.point_field, datatype),
+                                count=1)
+              for name, (datatype, _) in CLOUD_FIELDS.items()]
     cloud = np.empty(len(points.points), dtype)
     for axis, name in enumerate("xyz"):
         cloud[name] = points.points[:, axis]
     cloud["label"] = points.labels
-    msg = PointCloud2(header=header, height=1, width=len(cloud), fields=fields, is_bigendian=not np.little_endian,
-                      point_step=dtype.itemsize, row_step=dtype.itemsize * len(cloud), is_dense=True)
-    msg.data.frombytes(cloud.view(np.uint8))  # one copy (as array_to_image)
-    return msg
+    return types.point_cloud(header=header, height=1, width=len(cloud), fields=fields,
+                             is_bigendian=not np.little_endian, point_step=dtype.itemsize,
+                             row_step=dtype.itemsize * len(cloud), is_dense=True, data=cloud.view(np.uint8))
 
 
 MARKER_NAMESPACES = ("gara_boxes", "gara_ids")  # a CUBE and a TEXT_VIEW_FACING marker per object, id = label
 
 
-def markers_msg(header: Header, object_ids: list[str], points: ObjectPoints) -> MarkerArray:
-    """For RViz: a DELETEALL (objects of the previous frame vanish), then per object with depth points a
-    translucent box of its extent at its centroid and its id above it, in its colour in ~/overlay."""
-    markers = [Marker(header=header, action=Marker.DELETEALL)]
+def markers_msg(header: Header, object_ids: list[str], points: ObjectPoints,
+                types: MessageTypes | None = None) -> MarkerArray:
+    """For RViz (a MarkerArray of `types`, default ROS 2's): a DELETEALL (objects of the previous frame vanish),
+    then per object with depth points a translucent box of its extent at its centroid and its id above it, in its
+    colour in ~/overlay."""
+    types = types or ros_message_types()
+    marker, vector3 = types.marker, types.vector3
+    # every pose given: ROS 2's Quaternion defaults to w = 1, a rosbags store's (which knows no defaults) to 0
+    markers = [marker(header=header, action=marker.DELETEALL, pose=_pose(types, (0.0, 0.0, 0.0)))]
     for index, object_id in enumerate(object_ids):
         if not points.counts[index]:
             continue
         (x, y, z), (dx, dy, dz) = points.centroids[index], np.maximum(points.extents[index], 0.01)  # RViz: no 0 size
         blue, green, red = (float(c) / 255 for c in label_colour(index + 1))
-        box = Marker(header=header, ns=MARKER_NAMESPACES[0], id=index + 1, type=Marker.CUBE, action=Marker.ADD,
-                     pose=Pose(position=Point(x=x, y=y, z=z), orientation=Quaternion(w=1.0)),
-                     scale=Vector3(x=dx, y=dy, z=dz), color=ColorRGBA(r=red, g=green, b=blue, a=0.4))
+        box = marker(header=header, ns=MARKER_NAMESPACES[0], id=index + 1, type=marker.CUBE, action=marker.ADD,
+                     pose=_pose(types, (x, y, z)), scale=vector3(**_xyz((dx, dy, dz))),
+                     color=types.color(r=red, g=green, b=blue, a=0.4))
         text_height = float(np.clip(0.2 * max(dx, dy), 0.03, 0.3))
-        label = Marker(header=header, ns=MARKER_NAMESPACES[1], id=index + 1, type=Marker.TEXT_VIEW_FACING,
-                       action=Marker.ADD, text=object_id, scale=Vector3(z=text_height),
-                       pose=Pose(position=Point(x=x, y=y - dy / 2 - text_height, z=z), orientation=Quaternion(w=1.0)),
-                       color=ColorRGBA(r=red, g=green, b=blue, a=1.0))
+        label = marker(header=header, ns=MARKER_NAMESPACES[1], id=index + 1, type=marker.TEXT_VIEW_FACING,
+                       action=marker.ADD, text=object_id, scale=vector3(z=text_height),
+                       pose=_pose(types, (x, y - dy / 2 - text_height, z)),
+                       color=types.color(r=red, g=green, b=blue, a=1.0))
         markers += [box, label]
-    return MarkerArray(markers=markers)
+    return types.marker_array(markers=markers)
+
+
+def _pose(types: MessageTypes, position) -> Any:
+    """A geometry_msgs/Pose at `position` (x, y, z), not rotated."""
+    return types.pose(position=types.point(**_xyz(position)), orientation=types.quaternion(w=1.0))

@@ -1,8 +1,9 @@
 """The segmentation node's logic without rclpy: frames, prompts, followed objects, one job's processing into arrays
 (masks, and 3D points from an aligned depth image), statistics.
 
-A front end hands it the messages it receives and publishes what it returns: `segment_node.py` for live topics.
-Messages are read field by field through gara_ros.conversions, so any object with the same fields works.
+A front end hands it the messages it receives and publishes what it returns: `segment_node.py` for live topics,
+`replay.py` for a recorded bag. Messages are read field by field through gara_ros.conversions, so any object with
+the same fields works (ROS 2's messages, or a rosbags type store's).
 Nothing a sender puts in a message raises out of `on_frame`, `on_prompt`, `click` or `process`: each problem
 is counted and becomes at most one log line per kind per few seconds (`ProblemLog`).
 """
@@ -13,8 +14,8 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,10 @@ from gara_ros.tracking import FollowConfig, Planned, Status, Tracker
 
 CLICK_ID = "click"  # object id of a click's one-point prompt
 OUTPUT_ENCODINGS = {"mask": "mono8", "labels": "mono16", "overlay": "bgr8"}  # image outputs, in publishing order
+# every output a front end publishes or records -> its message type, in publishing order
+OUTPUT_TYPES = {"result": "gara_ros/msg/SegmentResult", **dict.fromkeys(OUTPUT_ENCODINGS, "sensor_msgs/msg/Image"),
+                "points": "sensor_msgs/msg/PointCloud2", "markers": "visualization_msgs/msg/MarkerArray"}
+OUTPUTS_3D = ("points", "markers")  # the outputs of frames with depth, only with use_depth
 # A period whose received frames are fewer than this share of the expected ones (with at least LOSS_MIN_EXPECTED
 # expected) is a transport problem.
 LOSS_WARN_SHARE, LOSS_MIN_EXPECTED = 0.5, 5
@@ -161,10 +166,24 @@ class Settings:
             if not valid:
                 raise ValueError(f"{name} must be {rule}, got {getattr(self, name)!r}")
 
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, Any]) -> Settings:
+        """The settings among the node's parameters (name -> value), as every front end reads them."""
+        return cls(**{setting.name: parameters[setting.name] for setting in fields(cls)})
+
 
 def follow_config(settings: Settings) -> FollowConfig:
     """Track mode's rules for when a followed object is lost, from the node's settings."""
     return FollowConfig(min_score=settings.track_min_score, max_area_change=settings.track_max_area_change)
+
+
+def load_predictor(parameters: Mapping[str, Any]) -> GaraPredictor:
+    """The model the node's parameters name (sam_variant, checkpoint, adapter, device, precision, image_size,
+    compile; an empty file name or a zero size means none)."""
+    return GaraPredictor.from_files(
+        sam_variant=parameters["sam_variant"], checkpoint=parameters["checkpoint"] or None,
+        adapter=parameters["adapter"] or None, device=parameters["device"], precision=parameters["precision"],
+        image_size=parameters["image_size"] or None, compile=parameters["compile"])
 
 
 @dataclass(frozen=True)
@@ -193,6 +212,29 @@ class Output:
     images: dict[str, np.ndarray]  # the requested of OUTPUT_ENCODINGS: mask (H,W) uint8, labels (H,W) uint16,
     #                                overlay (H,W,3) uint8 BGR
     timer: StageTimer  # convert, model, encode so far; the front end adds publish
+
+    def messages(self, types: conversions.MessageTypes | None = None,
+                 wanted: Collection[str] | None = None) -> dict[str, Any]:
+        """"result", the images and, for a frame with depth, "points" and "markers" (OUTPUT_TYPES), as messages of
+        `types` (default ROS 2's): what the node publishes and the replay records. Each has the frame's header; the
+        3D ones the depth image's frame_id. `wanted`: the outputs to build besides "result" (None: all there are;
+        the images are those `process` made)."""
+        header = self.frame.msg.header
+        messages = {"result": conversions.result_msg(header, self.object_ids, self.extents, self.scores,
+                                                     self.high_rank_share, self.mean_active_components,
+                                                     self.latency_ms, self.statuses, self.points, types)}
+        for name, pixels in self.images.items():
+            if wanted is None or name in wanted:
+                messages[name] = conversions.array_to_image(pixels, OUTPUT_ENCODINGS[name], header, types)
+        if self.points is None:
+            return messages
+        types = types or conversions.ros_message_types()
+        header_3d = types.header(stamp=header.stamp, frame_id=self.points.frame_id or header.frame_id)
+        if wanted is None or "points" in wanted:
+            messages["points"] = conversions.cloud_msg(header_3d, self.points, types)
+        if wanted is None or "markers" in wanted:
+            messages["markers"] = conversions.markers_msg(header_3d, self.object_ids, self.points, types)
+        return messages
 
 
 @dataclass
@@ -286,8 +328,9 @@ class SegmentCore:
                                            f"{error}")
             self._count("prompts")
             return
-        if msg.remove:
-            self.remove(list(msg.remove))
+        removals = list(getattr(msg, "remove", ()))  # none in a bag recorded before SegmentPrompt had `remove`
+        if removals:
+            self.remove(removals)
             if not prompts:
                 self._count("prompts")
                 return

@@ -38,3 +38,20 @@ def draw_overlay(rgb: np.ndarray, masks: np.ndarray, object_ids: list[str], scor
         cv2.putText(bgr, f"{object_id} {score:.2f}", (x, max(y - 4, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                     colour.tolist(), 1, cv2.LINE_AA)
     return bgr
+
+
+def side_by_side(overlays: list[np.ndarray | None], labels: list[str], caption_height: int = 18) -> np.ndarray:
+    """(H,W,3) uint8 BGR overlays of one frame, one per model (None where a model made no output), next to each other
+    under a caption strip with each model's label -> (caption_height + H, sum of W, 3). A missing overlay is black,
+    captioned "no output", at the size of the others."""
+    shape = next(overlay.shape for overlay in overlays if overlay is not None)
+    panels = []
+    for overlay, label in zip(overlays, labels, strict=True):
+        panel = np.zeros((caption_height + shape[0], shape[1], 3), np.uint8)
+        if overlay is not None:
+            panel[caption_height:] = overlay
+        caption = label if overlay is not None else f"{label}: no output"
+        cv2.putText(panel, caption, (4, caption_height - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1,
+                    cv2.LINE_AA)
+        panels.append(panel)
+    return np.hstack(panels)

@@ -29,17 +29,15 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.service import Service
 from rclpy.subscription import Subscription
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import SetBool, Trigger
-from visualization_msgs.msg import MarkerArray
 
 from gara_model.device import release_memory
-from gara_model.predictor import GaraPredictor
 from gara_ros import conversions
-from gara_ros.core import OUTPUT_ENCODINGS, Job, SegmentCore, Settings
+from gara_ros.core import OUTPUT_ENCODINGS, OUTPUT_TYPES, OUTPUTS_3D, Job, SegmentCore, Settings, load_predictor
 from gara_ros.frames import LatestSlot
-from gara_ros.msg import SegmentPrompt, SegmentResult
+from gara_ros.msg import SegmentPrompt
 
 try:  # Iron and later
     from rclpy.event_handler import SubscriptionEventCallbacks, UnsupportedEventTypeError
@@ -104,7 +102,7 @@ class SegmentNode(LifecycleNode):
         super().__init__("segment_node", **kwargs)
         self.core: SegmentCore | None = None  # while configured
         self.slot: LatestSlot | None = None  # jobs from the core to the worker, while configured
-        self.pub_result, self.pub_diagnostics, self.image_publishers = None, None, {}  # while configured
+        self.output_publishers, self.pub_diagnostics = {}, None  # while configured; outputs by OUTPUT_TYPES name
         self._worker: threading.Thread | None = None  # while active
         self._stop = threading.Event()
         self._configured: list = []  # entities made by configure, destroyed by cleanup
@@ -135,17 +133,12 @@ class SegmentNode(LifecycleNode):
             text = str(error) if isinstance(error, (OSError, ValueError)) else f"{type(error).__name__}: {error}"
             self.get_logger().error("configure failed: " + " ".join(text.split()))
             return TransitionCallbackReturn.FAILURE
-        self.pub_result = self.create_lifecycle_publisher(SegmentResult, "~/result", OUTPUT_QOS)
-        self.image_publishers = {name: self.create_lifecycle_publisher(Image, f"~/{name}", OUTPUT_QOS)
-                                 for name in OUTPUT_ENCODINGS}
+        self.output_publishers = {
+            name: self.create_lifecycle_publisher(conversions.ros_message_class(msgtype), f"~/{name}", OUTPUT_QOS)
+            for name, msgtype in OUTPUT_TYPES.items() if self.p["use_depth"] or name not in OUTPUTS_3D}
         self.pub_diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)  # inactive too
-        self.pub_points = self.pub_markers = None  # 3D outputs, with use_depth
-        if self.p["use_depth"]:
-            self.pub_points = self.create_lifecycle_publisher(PointCloud2, "~/points", OUTPUT_QOS)
-            self.pub_markers = self.create_lifecycle_publisher(MarkerArray, "~/markers", OUTPUT_QOS)
         self._configured = [
-            self.pub_result, *self.image_publishers.values(), self.pub_diagnostics,
-            *(p for p in (self.pub_points, self.pub_markers) if p is not None),
+            *self.output_publishers.values(), self.pub_diagnostics,
             self.create_service(Trigger, "~/clear", self._guard("clear", self.on_clear, self._failed_response)),
             self.create_service(SetBool, "~/enable", self._guard("enable", self.on_enable, self._failed_response)),
             self.create_timer(self.p["diagnostics_period"], self._guard("diagnostics", self.publish_diagnostics))]
@@ -154,11 +147,8 @@ class SegmentNode(LifecycleNode):
     def _load(self) -> SegmentCore:
         if self.p["image_transport"] not in DECODERS:
             raise ValueError(f"image_transport must be one of {', '.join(DECODERS)}, got {self.p['image_transport']!r}")
-        settings = Settings(**{name: self.p[name] for name in SETTINGS})
-        predictor = GaraPredictor.from_files(
-            sam_variant=self.p["sam_variant"], checkpoint=self.p["checkpoint"] or None,
-            adapter=self.p["adapter"] or None, device=self.p["device"], precision=self.p["precision"],
-            image_size=self.p["image_size"] or None, compile=self.p["compile"])
+        settings = Settings.from_parameters(self.p)
+        predictor = load_predictor(self.p)
         source = self.p["checkpoint"] or "the embedded tiny model (no checkpoint configured)"
         self.get_logger().info(f"{predictor.model_name} on {predictor.device} from {source}")
         return SegmentCore(predictor, DECODERS[self.p["image_transport"]], settings, self._emit, self.slot.put)
@@ -228,8 +218,7 @@ class SegmentNode(LifecycleNode):
     def _release(self) -> None:
         """Destroys what configure made and frees the model and its device memory. Does nothing when unconfigured."""
         self._destroy(self._configured)
-        self._configured, self.image_publishers, self.pub_result, self.pub_diagnostics = [], {}, None, None
-        self.pub_points = self.pub_markers = None
+        self._configured, self.output_publishers, self.pub_diagnostics = [], {}, None
         if self.core is not None:
             device = self.core.predictor.device
             self.core = self.slot = None  # the only references to the model
@@ -328,34 +317,18 @@ class SegmentNode(LifecycleNode):
                     self.slot.done()
 
     def publish(self, job: Job) -> None:
-        """Processes a job and publishes the result and every subscribed image output, with the frame's header."""
-        wanted = {name for name, publisher in self.image_publishers.items() if publisher.get_subscription_count()}
-        output = self.core.process(job, wanted if self.p["overlay"] else wanted - {"overlay"})
+        """Processes a job and publishes the result and every subscribed output, with the frame's header (the 3D
+        ones with the depth image's frame_id)."""
+        subscribed = {name for name, publisher in self.output_publishers.items()
+                      if publisher.get_subscription_count()}
+        images = subscribed.intersection(OUTPUT_ENCODINGS)
+        output = self.core.process(job, images if self.p["overlay"] else images - {"overlay"})
         if output is None:
             return
-        header = job.frame.msg.header
-        messages = [(self.pub_result, conversions.result_msg(
-            header, output.object_ids, output.extents, output.scores, output.high_rank_share,
-            output.mean_active_components, output.latency_ms, output.statuses, output.points))]
-        messages += [(self.image_publishers[name], conversions.array_to_image(pixels, OUTPUT_ENCODINGS[name], header))
-                     for name, pixels in output.images.items()]
-        messages += self._messages_3d(header, output)
-        for publisher, msg in messages:
-            publisher.publish(msg)
+        for name, msg in output.messages(wanted=subscribed).items():
+            self.output_publishers[name].publish(msg)
         output.timer.lap("publish")
         self.core.record(output)
-
-    def _messages_3d(self, header: Header, output) -> list:
-        """~/points and ~/markers for a frame with depth, each only when subscribed, in the depth image's frame."""
-        if output.points is None:
-            return []
-        header_3d = Header(stamp=header.stamp, frame_id=output.points.frame_id or header.frame_id)
-        messages = []
-        if self.pub_points.get_subscription_count():
-            messages.append((self.pub_points, conversions.cloud_msg(header_3d, output.points)))
-        if self.pub_markers.get_subscription_count():
-            messages.append((self.pub_markers, conversions.markers_msg(header_3d, output.object_ids, output.points)))
-        return messages
 
     # --- diagnostics ----------------------------------------------------------------------------------
     def publish_diagnostics(self) -> None:

@@ -88,9 +88,7 @@ class Harness:
 
     def node_publishers(self) -> list:
         """The node's outputs this client subscribes to (they exist while the node is configured)."""
-        node = self.node
-        return [*node.image_publishers.values(), node.pub_result, *((node.pub_points, node.pub_markers)
-                                                                     if node.p["use_depth"] else ())]
+        return list(self.node.output_publishers.values())
 
     def transition(self, label: str) -> bool:
         """A lifecycle transition by its label (configure, activate, deactivate, cleanup, shutdown): success."""

@@ -76,7 +76,7 @@ def test_images_are_subscribed_best_effort_newest_only(harness):
 def test_outputs_without_subscribers_are_not_built(harness):
     h = harness()
     h.client.destroy_subscription(next(s for s in h.client.subscriptions if s.topic_name.endswith("/overlay")))
-    assert wait_for(lambda: h.node.image_publishers["overlay"].get_subscription_count() == 0)
+    assert wait_for(lambda: h.node.output_publishers["overlay"].get_subscription_count() == 0)
     h.send_image(scene(), t=1)
     h.prompts.publish(prompt(point_object("cup", 45, 30)))
     h.results_after(0)
