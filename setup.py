@@ -29,5 +29,11 @@ setup(
         "imageio>=2.30",
         "Pillow>=9.0",
     ],
-    extras_require={"dev": ["pytest>=7"]},
+    extras_require={
+        "dev": ["pytest>=7"],
+        # ONNX export and the onnxruntime backend (docs/deployment.md); scripts/setup.sh installs one of the two.
+        # onnxruntime and onnxruntime-gpu install the same module: install one. Versions with numpy 2 wheels.
+        "onnx": ["onnx>=1.17", "onnxscript>=0.5", "onnxruntime>=1.20"],
+        "onnx-gpu": ["onnx>=1.17", "onnxscript>=0.5", "onnxruntime-gpu>=1.20"],
+    },
 )

@@ -3,6 +3,8 @@
 # then the ROS 2 side (rclpy wheels + our messages, scripts/setup_ros.sh). Idempotent.
 #   TORCH_SPEC  what pip installs for PyTorch first (default: the pair that works on the project's
 #               CI machines); set e.g. TORCH_SPEC="torch torchvision" for your own CUDA build.
+#   GARA_EXTRAS  the extras of gara_model to install (default: dev,onnx; on a CUDA machine dev,onnx-gpu brings
+#               onnxruntime-gpu instead of onnxruntime: uninstall onnxruntime first, they share one module).
 #   GARA_SKIP_ROS=1  skips the ROS 2 part (model-only machines).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,7 +22,7 @@ if ! "$PY" -c 'import torch, torchvision' 2>/dev/null; then
   "$PY" -m pip install -q $TORCH_SPEC
 fi
 echo "setup.sh: installing gara_model and its dependencies"
-"$PY" -m pip install -q -e "$REPO[dev]"
+"$PY" -m pip install -q -e "$REPO[${GARA_EXTRAS:-dev,onnx}]"
 if [ "${GARA_SKIP_ROS:-0}" != 1 ]; then
   "$REPO/scripts/setup_ros.sh"
 fi
