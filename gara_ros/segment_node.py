@@ -57,6 +57,9 @@ PARAMETERS = {
     "max_objects": (16, "prompts with more objects are rejected"),
     "max_points": (64, "objects with more points are rejected"),
     "diagnostics_period": (1.0, "seconds between /diagnostics messages"),
+    # backend (issue 14, docs/deployment.md)
+    "backend": ("torch", "torch, or onnxruntime: the model's ONNX export (CUDA/TensorRT providers where installed)"),
+    "onnx_dir": ("", "onnxruntime: directory of python -m gara_model.export; empty = exported once into the cache"),
 }
 IMAGE_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
 PROMPT_QOS = QoSProfile(depth=10)  # reliable
@@ -80,7 +83,8 @@ class SegmentNode(Node):
         predictor = GaraPredictor.from_files(
             sam_variant=self.p["sam_variant"], checkpoint=self.p["checkpoint"] or None,
             adapter=self.p["adapter"] or None, device=self.p["device"], precision=self.p["precision"],
-            image_size=self.p["image_size"] or None, compile=self.p["compile"])
+            image_size=self.p["image_size"] or None, compile=self.p["compile"],
+            backend=self.p["backend"], onnx_dir=self.p["onnx_dir"] or None)
         source = self.p["checkpoint"] or "the embedded tiny model (no checkpoint configured)"
         self.get_logger().info(f"{predictor.model_name} on {predictor.device} from {source}")
 
