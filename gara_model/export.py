@@ -26,6 +26,7 @@ from segment_anything.modeling import Sam
 
 from gara_model.backends import (
     MANIFEST, DecoderStep, EncoderStep, OnnxFiles, OnnxRuntimeBackend, TorchBackend, model_fingerprint,
+    sam_onnx_prompts,
 )
 from gara_model.build import build_from_files, model_description
 from gara_model.cli import one_line_errors
@@ -155,8 +156,6 @@ def cached_export(model: Sam, precision: str = "fp32", opset: int = DEFAULT_OPSE
 def verify_export(model: Sam, directory: str | os.PathLike, seed: int = 0) -> dict[str, float | bool]:
     """The export against PyTorch on one random image and 3 random one-point objects, on the CPU: max |difference|
     of the embedding and of the mask logits, and whether every gate decision is the same."""
-    from gara_model.backends import sam_onnx_prompts
-
     generator = torch.Generator().manual_seed(seed)
     model = copy.deepcopy(model).to("cpu", torch.float32).eval()
     size = model.image_encoder.img_size
