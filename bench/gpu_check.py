@@ -135,9 +135,10 @@ def run_tests(device: torch.device, paths: list[str], deadline: Deadline, reserv
             *([""] + failures if failures else [])]
 
 
-def predictor_section(variant: str, device: torch.device, repeats: int, compile_backend_name: str, deadline: Deadline,
-                      estimate: dict[str, float]) -> list[str]:
-    """Encoder and decoder through GaraPredictor per precision x mode; a configuration that would not fit is skipped."""
+def predictor_section(variant: str, device: torch.device, repeats: int, mode: str, compile_backend_name: str,
+                      deadline: Deadline, estimate: dict[str, float], sam_encoder: dict[str, list[float]]) -> list[str]:
+    """Encoder and decoder through GaraPredictor per precision, `mode` "eager" or "compiled"; a configuration that
+    would not fit is skipped. sam_encoder: precision -> eager SAM encoder times (eager fills it, compiled reads it)."""
     sam = random_sam(variant)
     merged = gara_sam(variant)
     force_rank_space(merged, "high")
@@ -146,33 +147,34 @@ def predictor_section(variant: str, device: torch.device, repeats: int, compile_
     size = merged.image_encoder.img_size
     image = random_image(size)
     objects = {n: point_prompts(n, size) for n in (1, 16)}
-    rows, skipped, sam_encoder = [], [], {}
-    for mode in ("eager", "compiled"):
-        for precision in precisions(device):
-            if deadline.left() < estimate[mode]:
-                skipped.append(f"{precision} {mode}")
-                continue
-            # compiled: GaRA merged only (each compile of ViT-B takes minutes); rows compare with eager SAM
-            models = {"SAM": sam, "GaRA merged": merged, "GaRA unmerged": unmerged} if mode == "eager" else {"GaRA merged": merged}
-            with compile_backend(compile_backend_name):
-                predictors = {name: GaraPredictor(model, device=device, precision=precision, compile=mode == "compiled")
-                              for name, model in models.items()}
-                variants = {f"encoder, {name}": (lambda p=p: p.set_image(image)) for name, p in predictors.items()}
-                gara = predictors["GaRA merged"]
-                gara.set_image(image)
-                variants |= {f"decoder, {n} object{'s' * (n > 1)}": (lambda o=o: gara.predict(o)) for n, o in objects.items()}
-                first, times = timed_rounds(variants, repeats, device)
-            if mode == "eager":
-                sam_encoder[precision] = times["encoder, SAM"]
-            for name, t in times.items():
-                base = sam_encoder[precision]
-                versus = f"{statistics.median(t) / statistics.median(base):.3f}" if name.startswith("encoder") else ""
-                rows.append([name, precision, mode, ms(t), per_second(t), versus, f"{first[name]:.1f}"])
-            del predictors
-            _free(device)
+    rows, skipped = [], []
+    for precision in precisions(device):
+        if deadline.left() < estimate[mode]:
+            skipped.append(f"{precision} {mode}")
+            continue
+        # compiled: GaRA merged only (each compile of ViT-B takes minutes); rows compare with eager SAM
+        models = {"SAM": sam, "GaRA merged": merged, "GaRA unmerged": unmerged} if mode == "eager" else {"GaRA merged": merged}
+        with compile_backend(compile_backend_name):
+            predictors = {name: GaraPredictor(model, device=device, precision=precision, compile=mode == "compiled")
+                          for name, model in models.items()}
+            variants = {f"encoder, {name}": (lambda p=p: p.set_image(image)) for name, p in predictors.items()}
+            gara = predictors["GaRA merged"]
+            gara.set_image(image)
+            variants |= {f"decoder, {n} object{'s' * (n > 1)}": (lambda o=o: gara.predict(o)) for n, o in objects.items()}
+            first, times = timed_rounds(variants, repeats, device)
+        if mode == "eager":
+            sam_encoder[precision] = times["encoder, SAM"]
+        for name, t in times.items():
+            base = sam_encoder.get(precision)
+            versus = f"{statistics.median(t) / statistics.median(base):.3f}" if name.startswith("encoder") and base else ""
+            rows.append([name, precision, mode, ms(t), per_second(t), versus, f"{first[name]:.1f}"])
+        del predictors
+        _free(device)
     lines = table(rows, ["step", "precision", "mode", "ms median (min-max)", "per s", "vs SAM encoder", "first call s"])
-    lines.append("\ncompiled: GaRA merged only; 'vs SAM encoder' compares with eager SAM at the same precision")
-    if compile_backend_name != "inductor":
+    if mode == "compiled":
+        lines.append("\nGaRA merged only; 'vs SAM encoder' compares with eager SAM at the same precision; 'first call' "
+                     "includes compiling")
+    if mode == "compiled" and compile_backend_name != "inductor":
         lines.append(f"\ncompiled with torch.compile backend {compile_backend_name!r}: the code path, not inductor's speed")
     return lines + ([f"\nskipped (time budget): {', '.join(skipped)}"] if skipped else [])
 
@@ -193,8 +195,8 @@ def _free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def training_section(variant: str, device: torch.device, repeats: int, compile_backend_name: str, deadline: Deadline,
-                     estimate: dict[str, float]) -> list[str]:
+def training_section(variant: str, device: torch.device, repeats: int, mode: str, compile_backend_name: str,
+                     deadline: Deadline, estimate: dict[str, float]) -> list[str]:
     """The trainer's `train_step` (adapters only) on a synthetic batch: fp32, and AMP (fp16 autocast + GradScaler)."""
     from bench.train_step import synthetic_batch
     from gara_model.engine.config import TrainConfig
@@ -204,32 +206,31 @@ def training_section(variant: str, device: torch.device, repeats: int, compile_b
 
     batch_size = 2 if variant == "vit_b" else 4
     rows, skipped = [], []
-    for mode in ("eager", "compiled"):
-        for precision in precisions(device):
-            if deadline.left() < estimate[mode]:
-                skipped.append(f"{precision} {mode}")
-                continue
-            cfg = TrainConfig(precision=precision, batch_size=batch_size)
-            model = gara_sam(variant).to(device).train()
-            encoder = model.image_encoder
-            if mode == "compiled":
-                encoder = torch.compile(encoder, backend=compile_backend_name)
-            optimizer = build_optimizer(model, cfg)
-            scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and precision == "fp16")
-            batch = synthetic_batch(model.image_encoder.img_size, batch_size)
-            steps = iter(range(10**6))
+    for precision in precisions(device):
+        if deadline.left() < estimate[mode]:
+            skipped.append(f"{precision} {mode}")
+            continue
+        cfg = TrainConfig(precision=precision, batch_size=batch_size)
+        model = gara_sam(variant).to(device).train()
+        encoder = model.image_encoder
+        if mode == "compiled":
+            encoder = torch.compile(encoder, backend=compile_backend_name)
+        optimizer = build_optimizer(model, cfg)
+        scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and precision == "fp16")
+        batch = synthetic_batch(model.image_encoder.img_size, batch_size)
+        steps = iter(range(10**6))
 
-            def step():
-                train_step(model, encoder, batch, optimizer, scaler, cfg, next(steps), Distributed(0, 1, device))
+        def step():
+            train_step(model, encoder, batch, optimizer, scaler, cfg, next(steps), Distributed(0, 1, device))
 
-            first, times = timed_rounds({"step": step}, repeats, device)
-            peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f}" if device.type == "cuda" else "-"
-            rows.append([f"train step, batch {batch_size}", "AMP fp16" if precision == "fp16" else "fp32", mode,
-                         ms(times["step"]), per_second(times["step"]), f"{first['step']:.1f}", peak])
-            del model, optimizer, encoder
-            _free(device)
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
+        first, times = timed_rounds({"step": step}, repeats, device)
+        peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f}" if device.type == "cuda" else "-"
+        rows.append([f"train step, batch {batch_size}", "AMP fp16" if precision == "fp16" else "fp32", mode,
+                     ms(times["step"]), per_second(times["step"]), f"{first['step']:.1f}", peak])
+        del model, optimizer, encoder
+        _free(device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
     lines = table(rows, ["step", "precision", "mode", "ms median (min-max)", "per s", "first call s", "peak GiB"])
     return lines + ([f"\nskipped (time budget): {', '.join(skipped)}"] if skipped else [])
 
@@ -333,20 +334,25 @@ def main(argv: list[str] | None = None) -> Path:
     tests = TINY_TESTS if args.tiny else ["tests"]
     print(f"gpu_check: tests on {device} ...", flush=True)
     report.section(f"Device tests on {device}").extend(run_tests(device, tests, deadline, reserve=0.6 * args.budget))
-    with torch.no_grad():
-        print("gpu_check: encoder and decoder ...", flush=True)
-        report.section("Image encoder and decoder (GaraPredictor)").extend(
-            predictor_section(variant, device, args.repeats, compile_backend_name, deadline, estimate))
-    print("gpu_check: training step ...", flush=True)
-    report.section("Training step (adapters only)").extend(
-        training_section(variant, device, max(2, args.repeats // 2), compile_backend_name, deadline, estimate))
-    with torch.no_grad():
-        print("gpu_check: onnxruntime ...", flush=True)
-        report.section("onnxruntime vs PyTorch eager").extend(
-            onnxruntime_section(variant, device, args.repeats, deadline, estimate["compiled"]))
-        print("gpu_check: node ...", flush=True)
-        report.section("Node processing path (SegmentCore.process)").extend(
-            node_section(variant, device, args.repeats, deadline, estimate["eager"]))
+    # eager first, compiled last: compiling ViT-B takes minutes, and what does not fit the budget is skipped
+    sam_encoder: dict[str, list[float]] = {}
+    train_repeats = max(2, args.repeats // 2)
+    for mode in ("eager", "compiled"):
+        print(f"gpu_check: encoder and decoder, {mode} ...", flush=True)
+        with torch.no_grad():
+            report.section(f"Image encoder and decoder (GaraPredictor), {mode}").extend(predictor_section(
+                variant, device, args.repeats, mode, compile_backend_name, deadline, estimate, sam_encoder))
+        print(f"gpu_check: training step, {mode} ...", flush=True)
+        report.section(f"Training step (adapters only), {mode}").extend(training_section(
+            variant, device, train_repeats, mode, compile_backend_name, deadline, estimate))
+        if mode == "eager":
+            with torch.no_grad():
+                print("gpu_check: onnxruntime ...", flush=True)
+                report.section("onnxruntime vs PyTorch eager").extend(
+                    onnxruntime_section(variant, device, args.repeats, deadline, estimate["compiled"]))
+                print("gpu_check: node ...", flush=True)
+                report.section("Node processing path (SegmentCore.process)").extend(
+                    node_section(variant, device, args.repeats, deadline, estimate["eager"]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "report.md"

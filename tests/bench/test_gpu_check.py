@@ -15,9 +15,10 @@ def test_gpu_check_tiny_writes_the_report(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     report = (tmp_path / "report.md").read_text()
     sections = re.findall(r"^## (.+)$", report, re.MULTILINE)
-    assert sections == ["Machine", "Reference figures", "Device tests on cpu", "Image encoder and decoder (GaraPredictor)",
-                        "Training step (adapters only)", "onnxruntime vs PyTorch eager",
-                        "Node processing path (SegmentCore.process)"]
+    assert sections == ["Machine", "Reference figures", "Device tests on cpu",
+                        "Image encoder and decoder (GaraPredictor), eager", "Training step (adapters only), eager",
+                        "onnxruntime vs PyTorch eager", "Node processing path (SegmentCore.process)",
+                        "Image encoder and decoder (GaraPredictor), compiled", "Training step (adapters only), compiled"]
     assert "| Isaac ROS Segment Anything (full SAM), Jetson AGX Orin | 2.2 fps |" in report
     assert "| Isaac ROS Segment Anything, 720p, RTX 5090 | 20.8 fps |" in report
     assert re.search(r"result: \d+ passed", report) and "failed" not in report
