@@ -44,10 +44,11 @@ from gara_model.device import resolve_device
 from gara_model.modeling import set_merged_inference
 from gara_model.predictor import GaraPredictor
 
+ISAAC_ROS_SOURCE = "NVIDIA Isaac ROS documentation, as quoted in issue 14"
 # Figures to read ours against: frames per second of whole-image segmentation pipelines.
 REFERENCES = [
-    ("Isaac ROS Segment Anything (full SAM), Jetson AGX Orin", "2.2 fps", "NVIDIA Isaac ROS documentation, as quoted in issue 14"),
-    ("Isaac ROS Segment Anything, 720p, RTX 5090", "20.8 fps", "NVIDIA Isaac ROS documentation, as quoted in issue 14"),
+    ("Isaac ROS Segment Anything (full SAM), Jetson AGX Orin", "2.2 fps", ISAAC_ROS_SOURCE),
+    ("Isaac ROS Segment Anything, 720p, RTX 5090", "20.8 fps", ISAAC_ROS_SOURCE),
     ("GaRA-SAM paper (Lee et al., 2025)", "not stated", "the paper's speed is not recorded in this project's notes"),
 ]
 # Quick subset of the device tests for --tiny (CI runs the whole suite anyway).
@@ -87,7 +88,8 @@ def precisions(device: torch.device) -> tuple[str, ...]:
 
 
 def table(rows: list[list[str]], header: list[str]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def ms(times: list[float]) -> str:
@@ -113,8 +115,10 @@ def machine_lines(device: torch.device, budget: float, args: argparse.Namespace)
         props = torch.cuda.get_device_properties(device)
         lines.append(f"- GPU: {props.name}, {props.total_memory / 2**30:.0f} GiB, compute capability "
                      f"{props.major}.{props.minor}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}")
-    lines.append(f"- onnxruntime {onnxruntime.__version__}, providers: {', '.join(onnxruntime.get_available_providers())}")
-    lines.append(f"- model: {'tiny SAM' if args.tiny else 'ViT-B at 1024 x 1024'}, random weights; GaRA r_L 16 / r_H 256 "
+    providers = ", ".join(onnxruntime.get_available_providers())
+    lines.append(f"- onnxruntime {onnxruntime.__version__}, providers: {providers}")
+    model = "tiny SAM" if args.tiny else "ViT-B at 1024 x 1024"
+    lines.append(f"- model: {model}, random weights; GaRA r_L 16 / r_H 256 "
                  "with the higher-rank set forced (all 256 components: the heaviest merge); budget "
                  f"{budget:.0f} s; {args.repeats} timed rounds after one warm-up call")
     return lines
@@ -126,13 +130,14 @@ def run_tests(device: torch.device, paths: list[str], deadline: Deadline, reserv
                "-rfE", *paths]
     shown = "python -m pytest -q -m device --device " + str(device) + " " + " ".join(paths)
     try:
-        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=max(deadline.left() - reserve, 30))
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                              timeout=max(deadline.left() - reserve, 30))
     except subprocess.TimeoutExpired:
         return [f"`{shown}`", "", "**not finished**: stopped at the time budget"]
     summary = [line for line in done.stdout.splitlines() if re.search(r"\d+ (passed|failed|error)", line)]
     failures = [f"- {line}" for line in done.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
-    return [f"`{shown}`", "", f"result: {summary[-1].strip('= ') if summary else f'no summary (exit code {done.returncode})'}",
-            *([""] + failures if failures else [])]
+    result = summary[-1].strip("= ") if summary else f"no summary (exit code {done.returncode})"
+    return [f"`{shown}`", "", f"result: {result}", *([""] + failures if failures else [])]
 
 
 def predictor_section(variant: str, device: torch.device, repeats: int, mode: str, compile_backend_name: str,
@@ -153,20 +158,24 @@ def predictor_section(variant: str, device: torch.device, repeats: int, mode: st
             skipped.append(f"{precision} {mode}")
             continue
         # compiled: GaRA merged only (each compile of ViT-B takes minutes); rows compare with eager SAM
-        models = {"SAM": sam, "GaRA merged": merged, "GaRA unmerged": unmerged} if mode == "eager" else {"GaRA merged": merged}
+        models = {"GaRA merged": merged}
+        if mode == "eager":
+            models = {"SAM": sam, **models, "GaRA unmerged": unmerged}
         with compile_backend(compile_backend_name):
             predictors = {name: GaraPredictor(model, device=device, precision=precision, compile=mode == "compiled")
                           for name, model in models.items()}
             variants = {f"encoder, {name}": (lambda p=p: p.set_image(image)) for name, p in predictors.items()}
             gara = predictors["GaRA merged"]
             gara.set_image(image)
-            variants |= {f"decoder, {n} object{'s' * (n > 1)}": (lambda o=o: gara.predict(o)) for n, o in objects.items()}
+            variants |= {f"decoder, {n} object{'s' * (n > 1)}": (lambda o=o: gara.predict(o))
+                         for n, o in objects.items()}
             first, times = timed_rounds(variants, repeats, device)
         if mode == "eager":
             sam_encoder[precision] = times["encoder, SAM"]
         for name, t in times.items():
             base = sam_encoder.get(precision)
-            versus = f"{statistics.median(t) / statistics.median(base):.3f}" if name.startswith("encoder") and base else ""
+            is_encoder = name.startswith("encoder") and base
+            versus = f"{statistics.median(t) / statistics.median(base):.3f}" if is_encoder else ""
             rows.append([name, precision, mode, ms(t), per_second(t), versus, f"{first[name]:.1f}"])
         del predictors
         _free(device)
@@ -175,7 +184,8 @@ def predictor_section(variant: str, device: torch.device, repeats: int, mode: st
         lines.append("\nGaRA merged only; 'vs SAM encoder' compares with eager SAM at the same precision; 'first call' "
                      "includes compiling")
     if mode == "compiled" and compile_backend_name != "inductor":
-        lines.append(f"\ncompiled with torch.compile backend {compile_backend_name!r}: the code path, not inductor's speed")
+        lines.append(f"\ncompiled with torch.compile backend {compile_backend_name!r}: the code path, not "
+                     "inductor's speed")
     return lines + ([f"\nskipped (time budget): {', '.join(skipped)}"] if skipped else [])
 
 
@@ -227,7 +237,7 @@ def training_section(variant: str, device: torch.device, repeats: int, mode: str
         peak = f"{torch.cuda.max_memory_allocated(device) / 2**30:.1f}" if device.type == "cuda" else "-"
         rows.append([f"train step, batch {batch_size}", "AMP fp16" if precision == "fp16" else "fp32", mode,
                      ms(times["step"]), per_second(times["step"]), f"{first['step']:.1f}", peak])
-        del model, optimizer, encoder
+        model = optimizer = encoder = None  # freed before the next configuration builds its own
         _free(device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -235,7 +245,8 @@ def training_section(variant: str, device: torch.device, repeats: int, mode: str
     return lines + ([f"\nskipped (time budget): {', '.join(skipped)}"] if skipped else [])
 
 
-def onnxruntime_section(variant: str, device: torch.device, repeats: int, deadline: Deadline, estimate: float) -> list[str]:
+def onnxruntime_section(variant: str, device: torch.device, repeats: int, deadline: Deadline,
+                        estimate: float) -> list[str]:
     """The exported GaRA-SAM in onnxruntime against PyTorch eager (fp32), encoder and decoder."""
     import onnxruntime
 
@@ -299,7 +310,11 @@ def node_section(variant: str, device: torch.device, repeats: int, deadline: Dea
             prompts = point_prompts(NODE_OBJECTS, min(width, height), seed=1)
             key = f"{height}p"
             stages[key] = []
-            variants[key] = lambda f=frame, o=prompts, k=key: stages[k].append(core.process(Job(f, o), {"mask"}).timer.ms)
+
+            def run(frame=frame, prompts=prompts, key=key):
+                stages[key].append(core.process(Job(frame, prompts), {"mask"}).timer.ms)
+
+            variants[key] = run
         _, times = timed_rounds(variants, repeats, device)
         for key, t in times.items():
             stage = {name: statistics.median(s[name] for s in stages[key][-repeats:]) for name in stages[key][-1]}

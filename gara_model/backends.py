@@ -234,8 +234,8 @@ def onnxruntime_providers(device: torch.device, explicit: bool, cache_dir: Path,
     if "CUDAExecutionProvider" in available:
         gpu.append(("CUDAExecutionProvider", {"device_id": index, "use_tf32": 0}))  # fp32 files compute in fp32
     if not gpu:
-        message = (f"device {device}: the installed onnxruntime has no CUDA or TensorRT provider ({', '.join(available)});"
-                   " install onnxruntime-gpu instead of onnxruntime")
+        message = (f"device {device}: the installed onnxruntime has no CUDA or TensorRT provider "
+                   f"({', '.join(available)}); install onnxruntime-gpu instead of onnxruntime")
         if explicit:
             raise ValueError(message)
         log.warning("%s; running the ONNX files on the CPU", message)
@@ -262,7 +262,8 @@ class OnnxRuntimeBackend:
             raise ValueError(f"precision {precision!r}: the ONNX files in {directory} are {files.precision}; export "
                              f"them with --precision {precision} or use precision 'auto'")
         self.device = device
-        providers = onnxruntime_providers(device, explicit_device, directory / "tensorrt_cache", files.precision == "fp16")
+        providers = onnxruntime_providers(device, explicit_device, directory / "tensorrt_cache",
+                                          fp16=files.precision == "fp16")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()  # as PyTorch's, so that --threads applies to both
         self.encoder = onnxruntime.InferenceSession(str(directory / files.encoder), options, providers=providers)

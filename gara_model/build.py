@@ -135,7 +135,8 @@ def model_description(sam: Sam) -> str:
     """One line naming the model: "GaRA-SAM (embed 768, depth 12, input 1024)" or "SAM (...)"."""
     encoder = sam.image_encoder
     kind = "GaRA-SAM" if adapter_layers(sam) else "SAM"
-    return f"{kind} (embed {encoder.patch_embed.proj.out_channels}, depth {len(encoder.blocks)}, input {encoder.img_size})"
+    width = encoder.patch_embed.proj.out_channels
+    return f"{kind} (embed {width}, depth {len(encoder.blocks)}, input {encoder.img_size})"
 
 
 def _set_geometry(sam: Sam, image_size: int | None, scaling: str | None) -> Sam:
@@ -163,6 +164,7 @@ def build_from_files(
     """
     if checkpoint is None:
         if sam_variant not in (None, "tiny"):
-            log.info("no SAM checkpoint: the embedded tiny SAM (sam_variant %r applies to a checkpoint only)", sam_variant)
+            log.info("no SAM checkpoint: the embedded tiny SAM (sam_variant %r applies to a checkpoint only)",
+                     sam_variant)
         sam_variant, adapter = "tiny", EMBEDDED_TINY_ADAPTER if adapter is None else adapter
     return build_model(sam_variant or "vit_b", checkpoint, adapter=adapter, image_size=image_size)

@@ -34,8 +34,8 @@ from gara_model.modeling import set_attention_backend
 
 log = logging.getLogger(__name__)
 
-# ONNX opset of the files: 18 is the first the PyTorch exporter writes natively and what TensorRT 8.6 (JetPack 6.0)
-# and later parse; onnxruntime takes any.
+# ONNX opset of the files: 18, the lowest PyTorch's exporter writes (it raises a lower request to 18); TensorRT 10
+# parses it (docs/deployment.md); onnxruntime takes any.
 DEFAULT_OPSET = 18
 PRECISIONS = ("fp32", "fp16")
 ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder.onnx"
@@ -43,7 +43,9 @@ ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder.onnx"
 EXTERNAL_DATA_BYTES = 1 << 30
 
 
-def export_onnx(model: Sam, out_dir: str | os.PathLike, precision: str = "fp32", opset: int = DEFAULT_OPSET) -> OnnxFiles:
+def export_onnx(
+    model: Sam, out_dir: str | os.PathLike, precision: str = "fp32", opset: int = DEFAULT_OPSET
+) -> OnnxFiles:
     """Writes `model` (eval mode, any device; not changed) as ENCODER_FILE and DECODER_FILE into `out_dir`, then the
     manifest. Inputs and outputs are fp32; precision "fp16" stores and computes the weights in fp16.
 
@@ -55,6 +57,9 @@ def export_onnx(model: Sam, out_dir: str | os.PathLike, precision: str = "fp32",
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if opset < DEFAULT_OPSET:
+        raise ValueError(f"opset must be {DEFAULT_OPSET} or newer (PyTorch's exporter writes no older one), "
+                         f"got {opset}")
     bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
     if bad:
         raise ValueError(f"model: {len(bad)} parameters hold NaN or infinity (first: {bad[0]}); nothing exported")
@@ -71,7 +76,8 @@ def export_onnx(model: Sam, out_dir: str | os.PathLike, precision: str = "fp32",
     image = torch.zeros(1, 3, size, size)
     with torch.no_grad():
         features, *table = encoder(image)
-    coords, labels = torch.zeros(2, 3, 2), torch.tensor([[1.0, 0.0, -1.0], [1.0, 2.0, 3.0]])  # O, N > 1: not specialised
+    # O = 2 objects of N = 3 points: sizes above 1, which the tracer would otherwise fix as constants
+    coords, labels = torch.zeros(2, 3, 2), torch.tensor([[1.0, 0.0, -1.0], [1.0, 2.0, 3.0]])
     objects, points = torch.export.Dim("num_objects", min=1), torch.export.Dim("num_points", min=1)
     external = sum(p.numel() * p.element_size() for p in model.parameters()) > EXTERNAL_DATA_BYTES
     steps = [
@@ -87,14 +93,15 @@ def export_onnx(model: Sam, out_dir: str | os.PathLike, precision: str = "fp32",
             program = torch.onnx.export(module, args, dynamo=True, opset_version=opset, input_names=inputs,
                                         output_names=outputs, dynamic_shapes=dynamic, verbose=False)
         proto = _outputs_from_nodes(program.model_proto)
+        written_opset = next(entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx"))
         if precision == "fp16":
             from onnxruntime.transformers.float16 import convert_float_to_float16
 
             proto = convert_float_to_float16(proto, keep_io_types=True)
         _save(proto, out_dir / name, external)
         log.info("%s written in %.1f s", out_dir / name, time.perf_counter() - started)
-    files = OnnxFiles(encoder=ENCODER_FILE, decoder=DECODER_FILE, opset=opset, precision=precision, image_size=size,
-                      gate_columns=encoder.columns, fingerprint=model_fingerprint(model),
+    files = OnnxFiles(encoder=ENCODER_FILE, decoder=DECODER_FILE, opset=written_opset, precision=precision,
+                      image_size=size, gate_columns=encoder.columns, fingerprint=model_fingerprint(model),
                       model_name=model_description(model))
     files.write(out_dir)
     return files
@@ -165,7 +172,8 @@ def verify_export(model: Sam, directory: str | os.PathLike, seed: int = 0) -> di
     torch_backend = TorchBackend(model, cpu, "fp32")
     onnx_backend = OnnxRuntimeBackend(directory, model_fingerprint(model), cpu, "auto")
     with torch.no_grad():
-        (want_features, want_table), (got_features, got_table) = (b.encode(image) for b in (torch_backend, onnx_backend))
+        want_features, want_table = torch_backend.encode(image)
+        got_features, got_table = onnx_backend.encode(image)
         want_masks, _ = torch_backend.decode(want_features, coords, labels)
         got_masks, _ = onnx_backend.decode(want_features, coords, labels)
     same_gates = (want_table is None and got_table is None) or (
@@ -183,13 +191,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="directory for encoder.onnx, decoder.onnx and gara_onnx.json")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",
                         help="weights and compute of the files (inputs and outputs stay fp32)")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default: %(default)s)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                        help="ONNX opset, 18 or newer (default: %(default)s)")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip the check against PyTorch on a random image with onnxruntime (CPU)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for chatty in ("onnxscript", "onnx_ir"):  # a line per graph rewrite
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    if args.opset < DEFAULT_OPSET:
+        parser.error(f"--opset {args.opset}: PyTorch's exporter writes opset {DEFAULT_OPSET} or newer")
     with one_line_errors(parser):
         model = build_from_files(args.sam, args.checkpoint, args.adapter, args.image_size)
         files = export_onnx(model, args.out, args.precision, args.opset)

@@ -52,10 +52,10 @@ class GaraPredictor:
         """backend: "torch" runs `model`; "onnxruntime" runs its ONNX export in `onnx_dir` (None: exported once into
         the cache, `export.cached_export`), on CUDA or TensorRT where the installed onnxruntime has them and
         `device` is CUDA; `model` is then not moved to `device` (it supplies the host-side geometry only) and the
-        files must hold its weights. compile: `torch.compile` the image encoder and the decoder (torch backend; the first image
-        and the first call per prompt layout then take long to compile; see docs/benchmarks.md for what it gains).
-        `chunk_bytes` (CHUNK_BYTES of the device type) bounds the decoder's per-call tensors by splitting
-        the objects."""
+        files must hold its weights. compile: `torch.compile` the image encoder and the decoder (torch backend;
+        the first image and the first call per prompt layout then take long to compile; see docs/benchmarks.md
+        for what it gains). `chunk_bytes` (CHUNK_BYTES of the device type) bounds the decoder's per-call tensors
+        by splitting the objects."""
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.device = resolve_device(device)

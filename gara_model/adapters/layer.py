@@ -85,9 +85,10 @@ class GaraLinear(nn.Module):
         traced = torch.compiler.is_compiling() or torch.jit.is_tracing()
         dim = self.base_layer.in_features
         num_images = next(iter(gates.values())).coefficients.shape[0]
-        delta = self.base_layer.weight.new_zeros(num_images, len(PROJECTIONS) * dim, dim)
-        for rows, name in self._adapted_rows():
-            delta[:, rows] = self.adapters[name].delta_weight(gates[name].coefficients, fixed_shapes=traced)
+        delta = torch.cat([  # rows [q | k | v], concatenated rather than assigned: a plain Concat in a graph
+            self.adapters[name].delta_weight(gates[name].coefficients, fixed_shapes=traced) if name in self.adapters
+            else self.base_layer.weight.new_zeros(num_images, dim, dim)
+            for name in PROJECTIONS], dim=1)
         if not traced and not torch.isfinite(delta).all():
             raise ValueError("the adapter's weight update Delta W is not finite (NaN or inf adapter weights, or an "
                              "overflow in reduced precision)")

@@ -18,13 +18,15 @@ def test_gpu_check_tiny_writes_the_report(tmp_path):
     assert sections == ["Machine", "Reference figures", "Device tests on cpu",
                         "Image encoder and decoder (GaraPredictor), eager", "Training step (adapters only), eager",
                         "onnxruntime vs PyTorch eager", "Node processing path (SegmentCore.process)",
-                        "Image encoder and decoder (GaraPredictor), compiled", "Training step (adapters only), compiled"]
+                        "Image encoder and decoder (GaraPredictor), compiled",
+                        "Training step (adapters only), compiled"]
     assert "| Isaac ROS Segment Anything (full SAM), Jetson AGX Orin | 2.2 fps |" in report
     assert "| Isaac ROS Segment Anything, 720p, RTX 5090 | 20.8 fps |" in report
     assert re.search(r"result: \d+ passed", report) and "failed" not in report
     rows = {tuple(cell.strip() for cell in line.strip("|").split("|")[:3])
             for line in report.splitlines() if re.match(r"\| \w", line)}
-    for step in ("encoder, SAM", "encoder, GaRA merged", "encoder, GaRA unmerged", "decoder, 1 object", "decoder, 16 objects"):
+    for step in ("encoder, SAM", "encoder, GaRA merged", "encoder, GaRA unmerged", "decoder, 1 object",
+                 "decoder, 16 objects"):
         assert (step, "fp32", "eager") in rows, step
     assert ("encoder, GaRA merged", "fp32", "compiled") in rows
     assert {("train step, batch 4", "fp32", mode) for mode in ("eager", "compiled")} <= rows

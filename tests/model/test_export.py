@@ -30,7 +30,8 @@ IMAGES = {
 OBJECTS = [
     ObjectPrompt("point", points=np.array([[70.0, 50.0]]), labels=np.array([1])),
     ObjectPrompt("box", box=np.array([40.0, 30.0, 100.0, 70.0])),
-    ObjectPrompt("both", points=np.array([[70.0, 50.0], [5.0, 5.0]]), labels=np.array([1, 0]), box=np.array([35, 25, 105, 75])),
+    ObjectPrompt("both", points=np.array([[70.0, 50.0], [5.0, 5.0]]), labels=np.array([1, 0]),
+                 box=np.array([35, 25, 105, 75])),
 ] + [ObjectPrompt(f"many{i}", points=np.array([[8.0 * i + 5, 5.0 * i + 3 + 4 * j] for j in range(1 + i % 4)]),
                   labels=np.array([1, 0, 1, 0][: 1 + i % 4])) for i in range(16)]
 
@@ -100,7 +101,8 @@ def test_manifest_names_the_files_and_gate_layout(exported):
     model, export_dir = exported["gara"]
     files = OnnxFiles.read(export_dir)
     assert (files.opset, files.precision, files.image_size) == (18, "fp32", 128)
-    assert len(files.gate_columns) == 4 * 3 and files.gate_columns[0] == ("image_encoder.blocks.0.attn.qkv.adapters.q", 2, 16)
+    assert len(files.gate_columns) == 4 * 3
+    assert files.gate_columns[0] == ("image_encoder.blocks.0.attn.qkv.adapters.q", 2, 16)
     assert files.model_name.startswith("GaRA-SAM (embed 96, depth 4")
     assert OnnxFiles.read(exported["sam"][1]).gate_columns == ()
 
@@ -129,6 +131,8 @@ def test_non_finite_weights_are_not_exported(tiny_sam, tmp_path):
     with pytest.raises(ValueError, match="NaN or infinity .*blocks.2.attn.qkv.adapters.v.lora_B"):
         export_onnx(model, tmp_path)
     assert not (tmp_path / MANIFEST).exists()
+    with pytest.raises(ValueError, match="opset must be 18 or newer"):
+        export_onnx(tiny_sam, tmp_path, opset=17)
 
 
 def test_cli_exports_the_embedded_model_and_the_predictor_runs_it(tmp_path, capsys):
