@@ -8,11 +8,12 @@ one that would not fit in the time left is listed as skipped in the report, with
 
 1. the tests marked `device` (tests/conftest.py) on the device, in a pytest subprocess;
 2. GaraPredictor: image encoder (plain SAM, GaRA merged, GaRA unmerged) and decoder (1 and 16 objects), fp32 and
-   fp16, eager and compiled;
-3. a training step (adapters only) in fp32 and with AMP (fp16 autocast and a GradScaler), eager and compiled;
+   fp16, eager;
+3. a training step (adapters only) in fp32 and with AMP (fp16 autocast and a GradScaler), eager;
 4. onnxruntime (CUDA or TensorRT providers where installed) against PyTorch eager;
 5. the node's processing path (gara_ros.core.SegmentCore.process: decode, model, masks) at 720p and 1080p with the
-   embedded tiny model and ViT-B.
+   embedded tiny model and ViT-B;
+6. 2 and 3 compiled (torch.compile; GaRA merged only), last, as compiling ViT-B takes minutes.
 
 --tiny: the tiny SAM and a quick subset of the tests, compiled with the "eager" backend (the code path without
 inductor's minutes of compiling), on the CPU where there is no GPU: a minute or two. CI runs it that way

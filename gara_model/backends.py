@@ -266,11 +266,22 @@ class OnnxRuntimeBackend:
                                           fp16=files.precision == "fp16")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()  # as PyTorch's, so that --threads applies to both
-        self.encoder = onnxruntime.InferenceSession(str(directory / files.encoder), options, providers=providers)
-        self.decoder = onnxruntime.InferenceSession(str(directory / files.decoder), options, providers=providers)
+        self.encoder, self.decoder = (self._session(directory / name, options, providers)
+                                      for name in (files.encoder, files.decoder))
         self.providers = self.encoder.get_providers()
         log.info("onnxruntime %s on %s (%s, %s)", onnxruntime.__version__, ", ".join(self.providers), directory,
                  files.precision)
+
+    @staticmethod
+    def _session(path: Path, options, providers: list):
+        """An onnxruntime session of `path`; ValueError in one line naming the file if onnxruntime refuses it."""
+        import onnxruntime
+
+        try:
+            return onnxruntime.InferenceSession(str(path), options, providers=providers)
+        except Exception as error:  # noqa: BLE001  onnxruntime raises its own types (Fail, InvalidProtobuf, ...)
+            raise ValueError(f"{path}: onnxruntime cannot load it ({type(error).__name__}: "
+                             f"{' '.join(str(error).split())[:300]}); export it again") from error
 
     @property
     def gate_columns(self) -> GateColumns:

@@ -67,6 +67,8 @@ class GaraPredictor:
         else:
             if compile:
                 raise ValueError("compile applies to the torch backend; the onnxruntime backend runs exported files")
+            if precision == "bf16":
+                raise ValueError("precision bf16: the onnxruntime backend runs fp32 or fp16 files (or 'auto')")
             self.model = model.eval()
             if onnx_dir is None:
                 from gara_model.export import cached_export

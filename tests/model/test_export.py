@@ -6,6 +6,7 @@ logits and the predicted IoU (measured: about 2e-6 and 2e-5); every gate decisio
 
 import copy
 import json
+import shutil
 
 import numpy as np
 import onnxruntime
@@ -119,9 +120,17 @@ def test_files_of_another_model_are_refused(exported, tmp_path):
         GaraPredictor(lora, device="cpu", compile=True, backend="onnxruntime", onnx_dir=exported["lora"][1])
     with pytest.raises(ValueError, match="backend must be one of"):
         GaraPredictor(lora, device="cpu", backend="tensorrt")
+    with pytest.raises(ValueError, match="precision bf16: the onnxruntime backend runs fp32 or fp16"):
+        GaraPredictor(lora, device="cpu", precision="bf16", backend="onnxruntime", onnx_dir=exported["lora"][1])
     (tmp_path / MANIFEST).write_text(json.dumps({"format": "something-else"}))
     with pytest.raises(ValueError, match="is not a gara ONNX manifest"):
         OnnxFiles.read(tmp_path)
+    truncated = tmp_path / "truncated"
+    shutil.copytree(exported["lora"][1], truncated)
+    data = (truncated / "encoder.onnx").read_bytes()
+    (truncated / "encoder.onnx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"truncated/encoder.onnx: onnxruntime cannot load it \("):
+        GaraPredictor(lora, device="cpu", backend="onnxruntime", onnx_dir=truncated)
 
 
 def test_non_finite_weights_are_not_exported(tiny_sam, tmp_path):
