@@ -13,7 +13,7 @@ one that would not fit in the time left is listed as skipped in the report, with
 4. onnxruntime (CUDA or TensorRT providers where installed) against PyTorch eager;
 5. the node's processing path (gara_ros.core.SegmentCore.process: decode, model, masks) at 720p and 1080p with the
    embedded tiny model and ViT-B;
-6. 2 and 3 compiled (torch.compile; GaRA merged only), last, as compiling ViT-B takes minutes.
+6. 2 and 3 compiled (torch.compile; in 2 GaRA merged only), last, as compiling ViT-B takes minutes.
 
 --tiny: the tiny SAM and a quick subset of the tests, compiled with the "eager" backend (the code path without
 inductor's minutes of compiling), on the CPU where there is no GPU: a minute or two. CI runs it that way
