@@ -5,8 +5,9 @@
 - `EncoderStep`: preprocessed image 1 x 3 x S x S -> image embedding 1 x C x h x w and, with adapters, every gate
   decision as one table 1 x G (`adapters.gates.gate_table`): the gate MLPs, the binary decisions and each block's
   weight update W0 + Delta W(gates) run inside the step.
-- `DecoderStep`: image embedding and O objects' prompts in SAM's ONNX point form (`sam_onnx_prompts`) -> low-res
-  mask logits O x M x 4h x 4w and predicted IoU O x M, for all M of SAM's mask tokens.
+- `DecoderStep`: image embedding and O objects' prompts in SAM's ONNX point form (`sam_onnx_prompts`), with or
+  without a mask prompt per object -> low-res mask logits O x M x 4h x 4w and predicted IoU O x M, for all M of
+  SAM's mask tokens.
 
 Everything above them (the numpy API, prompt checks, resizing, mask post-processing) is the predictor's, the same
 for both backends.
@@ -191,13 +192,16 @@ class OnnxFiles:
 
     encoder: file of `EncoderStep` (input "image" 1 x 3 x S x S; outputs "image_embeddings", and "gate_table" when
     gate_columns is not empty); decoder: file of `DecoderStep` (inputs "image_embeddings", "point_coords" and
-    "point_labels" with dynamic num_objects and num_points; outputs "low_res_masks", "iou_predictions").
+    "point_labels" with dynamic num_objects and num_points; outputs "low_res_masks", "iou_predictions");
+    decoder_with_mask: file of `DecoderStep` with a mask prompt per object, a fourth input "mask_input"
+    num_objects x 1 x 4h x 4w (num_points may be 0: a mask-only prompt).
     precision: "fp32" or "fp16" (weights and compute; inputs and outputs are fp32 either way).
     fingerprint: `model_fingerprint` of the exported model.
     """
 
     encoder: str
     decoder: str
+    decoder_with_mask: str
     opset: int
     precision: str
     image_size: int
@@ -226,7 +230,7 @@ class OnnxFiles:
             files = cls(**fields)
         except (ValueError, TypeError, KeyError) as error:
             raise ValueError(f"{path} is not a gara ONNX manifest: {' '.join(str(error).split())}") from error
-        for name in (files.encoder, files.decoder):
+        for name in (files.encoder, files.decoder, files.decoder_with_mask):
             if not (Path(directory) / name).is_file():
                 raise FileNotFoundError(f"{directory}: {name}, named in {MANIFEST}, is missing")
         return files
@@ -282,8 +286,9 @@ class OnnxRuntimeBackend:
                                           fp16=files.precision == "fp16")
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()  # as PyTorch's, so that --threads applies to both
-        self.encoder, self.decoder = (self._session(directory / name, options, providers)
-                                      for name in (files.encoder, files.decoder))
+        self.encoder, self.decoder, self.decoder_with_mask = (
+            self._session(directory / name, options, providers)
+            for name in (files.encoder, files.decoder, files.decoder_with_mask))
         self.providers = self.encoder.get_providers()
         log.info("onnxruntime %s on %s (%s, %s)", onnxruntime.__version__, ", ".join(self.providers), directory,
                  files.precision)
@@ -311,11 +316,13 @@ class OnnxRuntimeBackend:
     def decode(self, features: torch.Tensor, point_coords: torch.Tensor, point_labels: torch.Tensor,
                mask_input: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """As `TorchBackend.decode`."""
-        if mask_input is not None:
-            raise ValueError("mask_input: the onnxruntime backend's decoder takes no mask prompt yet")
-        masks, iou = self.decoder.run(None, {
+        inputs = {
             "image_embeddings": features.detach().cpu().numpy(),
             "point_coords": point_coords.detach().float().cpu().numpy(),
             "point_labels": point_labels.detach().float().cpu().numpy(),
-        })
+        }
+        if mask_input is not None:
+            inputs["mask_input"] = mask_input.detach().float().cpu().numpy()
+        session = self.decoder if mask_input is None else self.decoder_with_mask
+        masks, iou = session.run(None, inputs)
         return torch.from_numpy(masks).to(self.device), torch.from_numpy(iou).to(self.device)

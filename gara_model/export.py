@@ -5,8 +5,9 @@ prompt encoder + mask decoder, as SAM's own ONNX exporter and Isaac ROS split th
     python -m gara_model.export --out DIR                # the embedded tiny GaRA-SAM
 
 The encoder file holds every gate MLP, the binary decisions and each block's per-image weight W0 + Delta W(gates):
-one run per image, no host round trip per block. DIR gets encoder.onnx, decoder.onnx and gara_onnx.json (the
-manifest, written last: a directory with a manifest holds a complete export).
+one run per image, no host round trip per block. DIR gets encoder.onnx, decoder.onnx, decoder_with_mask.onnx (the
+decoder with SAM's mask prompt per object) and gara_onnx.json (the manifest, written last: a directory with a
+manifest holds a complete export).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 # parses it (docs/deployment.md); onnxruntime takes any.
 DEFAULT_OPSET = 18
 PRECISIONS = ("fp32", "fp16")
-ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder.onnx"
+ENCODER_FILE, DECODER_FILE, MASK_DECODER_FILE = "encoder.onnx", "decoder.onnx", "decoder_with_mask.onnx"
 # Above this many bytes of weights a file keeps them in a side file (<name>.data): protobuf stops at 2 GB (ViT-H).
 EXTERNAL_DATA_BYTES = 1 << 30
 
@@ -46,13 +47,15 @@ EXTERNAL_DATA_BYTES = 1 << 30
 def export_onnx(
     model: Sam, out_dir: str | os.PathLike, precision: str = "fp32", opset: int = DEFAULT_OPSET
 ) -> OnnxFiles:
-    """Writes `model` (eval mode, any device; not changed) as ENCODER_FILE and DECODER_FILE into `out_dir`, then the
-    manifest. Inputs and outputs are fp32; precision "fp16" stores and computes the weights in fp16.
+    """Writes `model` (eval mode, any device; not changed) as ENCODER_FILE, DECODER_FILE and MASK_DECODER_FILE into
+    `out_dir`, then the manifest. Inputs and outputs are fp32; precision "fp16" stores and computes the weights in
+    fp16.
 
     Encoder: "image" 1 x 3 x S x S (`Sam.preprocess`'d) -> "image_embeddings" 1 x C x h x w and, with adapters,
     "gate_table" 1 x G. Decoder: "image_embeddings", "point_coords" O x N x 2, "point_labels" O x N (SAM's ONNX
     point form, `backends.sam_onnx_prompts`; O = num_objects and N = num_points are dynamic) -> "low_res_masks"
-    O x M x 4h x 4w, "iou_predictions" O x M. ValueError for non-finite weights (a traced graph cannot check Delta W
+    O x M x 4h x 4w, "iou_predictions" O x M. The decoder with mask: the same and "mask_input" O x 1 x 4h x 4w (low-res
+    logits, SAM's mask prompt), N from 0. ValueError for non-finite weights (a traced graph cannot check Delta W
     per image, so the weights are checked here).
     """
     if precision not in PRECISIONS:
@@ -78,13 +81,20 @@ def export_onnx(
         features, *table = encoder(image)
     # O = 2 objects of N = 3 points: sizes above 1, which the tracer would otherwise fix as constants
     coords, labels = torch.zeros(2, 3, 2), torch.tensor([[1.0, 0.0, -1.0], [1.0, 2.0, 3.0]])
-    objects, points = torch.export.Dim("num_objects", min=1), torch.export.Dim("num_points", min=1)
+    mask_input = torch.zeros(2, 1, *model.prompt_encoder.mask_input_size)
+    objects = torch.export.Dim("num_objects", min=1)
+    # a prompt without a mask has at least 2 points (a point and the padding, or a box's corners); a mask alone none
+    points, mask_points = torch.export.Dim("num_points", min=1), torch.export.Dim("num_points", min=0)
     external = sum(p.numel() * p.element_size() for p in model.parameters()) > EXTERNAL_DATA_BYTES
     steps = [
         (ENCODER_FILE, encoder, (image,), ["image"], ["image_embeddings"] + ["gate_table"] * bool(table), None),
         (DECODER_FILE, decoder, (features, coords, labels), ["image_embeddings", "point_coords", "point_labels"],
          ["low_res_masks", "iou_predictions"],
          {"image_embeddings": None, "point_coords": {0: objects, 1: points}, "point_labels": {0: objects, 1: points}}),
+        (MASK_DECODER_FILE, decoder, (features, coords, labels, mask_input),
+         ["image_embeddings", "point_coords", "point_labels", "mask_input"], ["low_res_masks", "iou_predictions"],
+         {"image_embeddings": None, "point_coords": {0: objects, 1: mask_points},
+          "point_labels": {0: objects, 1: mask_points}, "mask_input": {0: objects}}),
     ]
     for name, module, args, inputs, outputs, dynamic in steps:
         started = time.perf_counter()
@@ -100,9 +110,9 @@ def export_onnx(
             proto = convert_float_to_float16(proto, keep_io_types=True)
         _save(proto, out_dir / name, external)
         log.info("%s written in %.1f s", out_dir / name, time.perf_counter() - started)
-    files = OnnxFiles(encoder=ENCODER_FILE, decoder=DECODER_FILE, opset=written_opset, precision=precision,
-                      image_size=size, gate_columns=encoder.columns, fingerprint=model_fingerprint(model),
-                      model_name=model_description(model))
+    files = OnnxFiles(encoder=ENCODER_FILE, decoder=DECODER_FILE, decoder_with_mask=MASK_DECODER_FILE,
+                      opset=written_opset, precision=precision, image_size=size, gate_columns=encoder.columns,
+                      fingerprint=model_fingerprint(model), model_name=model_description(model))
     files.write(out_dir)
     return files
 
@@ -161,8 +171,9 @@ def cached_export(model: Sam, precision: str = "fp32", opset: int = DEFAULT_OPSE
 
 
 def verify_export(model: Sam, directory: str | os.PathLike, seed: int = 0) -> dict[str, float | bool]:
-    """The export against PyTorch on one random image and 3 random one-point objects, on the CPU: max |difference|
-    of the embedding and of the mask logits, and whether every gate decision is the same."""
+    """The export against PyTorch on one random image and 3 random one-point objects, on the CPU, then the same
+    objects with their first masks as mask prompts (both decoder files): max |difference| of the embedding and of the
+    mask logits, and whether every gate decision is the same."""
     generator = torch.Generator().manual_seed(seed)
     model = copy.deepcopy(model).to("cpu", torch.float32).eval()
     size = model.image_encoder.img_size
@@ -176,17 +187,23 @@ def verify_export(model: Sam, directory: str | os.PathLike, seed: int = 0) -> di
         got_features, got_table = onnx_backend.encode(image)
         want_masks, _ = torch_backend.decode(want_features, coords, labels)
         got_masks, _ = onnx_backend.decode(want_features, coords, labels)
+        mask_input = want_masks[:, :1]
+        want_followed, _ = torch_backend.decode(want_features, coords, labels, mask_input)
+        got_followed, _ = onnx_backend.decode(want_features, coords, labels, mask_input)
     same_gates = (want_table is None and got_table is None) or (
         want_table is not None and got_table is not None and (want_table == got_table).all())
     return {"embedding": float((got_features - want_features).abs().max()),
-            "mask_logits": float((got_masks - want_masks).abs().max()), "gates_equal": bool(same_gates)}
+            "mask_logits": max(float((got - want).abs().max()) for got, want in
+                               ((got_masks, want_masks), (got_followed, want_followed))),
+            "gates_equal": bool(same_gates)}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m gara_model.export", description=__doc__.splitlines()[0])
     parser.add_argument("--sam", default=None, help="SAM variant of --checkpoint: vit_b (default) | vit_l | vit_h")
     parser.add_argument("--checkpoint", help="SAM weights (official sam_vit_*.pth); omit for the embedded tiny model")
-    parser.add_argument("--adapter", help="GaRA adapter file (omit: plain SAM; without --checkpoint: the embedded one)")
+    parser.add_argument("--adapter", help="GaRA adapter file (omit: plain SAM; without --checkpoint: the embedded one; "
+                        "none: plain SAM either way)")
     parser.add_argument("--image-size", type=int, default=None, help="encoder input size (default: the adapter's)")
     parser.add_argument("--out", required=True, help="directory for encoder.onnx, decoder.onnx and gara_onnx.json")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32",

@@ -1,10 +1,12 @@
 """ONNX export and the onnxruntime backend: the exported encoder (gates inside the graph) and decoder equal PyTorch.
 
 Tolerance, fp32 on the CPU: |ONNX - PyTorch| <= 1e-4 + 1e-4 |PyTorch| for the image embedding, the low-res mask
-logits and the predicted IoU (measured: about 2e-6 and 2e-5); every gate decision identical.
+logits and the predicted IoU (measured: about 2e-6 and 2e-5), with and without mask prompts; every gate decision
+identical.
 """
 
 import copy
+import dataclasses
 import json
 import shutil
 
@@ -61,15 +63,29 @@ def predictor_pair(model, export_dir, device=torch.device("cpu")):
             GaraPredictor(model, device=device, backend="onnxruntime", onnx_dir=export_dir))
 
 
+def with_mask_prompts(prediction) -> list[ObjectPrompt]:
+    """The first three objects again with another object's single-mask logits of `prediction` as their mask prompt
+    (decoder_with_mask.onnx), and a mask-only object (no points)."""
+    logits = prediction.low_res_logits[:, 0]
+    return [dataclasses.replace(o, mask_input=logits[(i + 1) % 3]) for i, o in enumerate(OBJECTS[:3])] + [
+        ObjectPrompt("mask only", mask_input=logits[0])]
+
+
 def assert_same_outputs(want: GaraPredictor, got: GaraPredictor, image: np.ndarray) -> None:
     want.set_image(image)
     got.set_image(image)
     assert torch.allclose(got.features, want.features, **TOLERANCE)
     assert got.gates == want.gates
-    a, b = want.predict(OBJECTS, multimask_output=True), got.predict(OBJECTS, multimask_output=True)
-    assert np.allclose(b.low_res_logits, a.low_res_logits, **TOLERANCE)
-    assert np.allclose(b.iou_scores, a.iou_scores, **TOLERANCE)
-    assert (b.masks != a.masks).mean() < 1e-4  # only pixels whose logit is within the tolerance of the threshold
+    plain = want.predict(OBJECTS)
+    followed = with_mask_prompts(plain)
+    assert not np.allclose(want.predict(followed[:3]).low_res_logits, plain.low_res_logits[:3], **TOLERANCE)
+    for objects in (OBJECTS, followed):
+        for multimask in (False, True):  # all four of the decoder's mask tokens
+            a, b = want.predict(objects, multimask_output=multimask), got.predict(objects, multimask_output=multimask)
+            assert np.allclose(b.low_res_logits, a.low_res_logits, **TOLERANCE)
+            assert np.allclose(b.iou_scores, a.iou_scores, **TOLERANCE)
+            # only pixels whose logit is within the tolerance of the threshold
+            assert (b.masks != a.masks).mean() < 1e-4
 
 
 @pytest.mark.parametrize("name", ["sam", "lora", "gara"])
