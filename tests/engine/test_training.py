@@ -18,6 +18,7 @@ from gara_model.checkpoint import read_adapter_config
 from gara_model.engine.config import load_train_config
 from gara_model.data.synthetic import SyntheticInstances
 from gara_model.engine.batch import TrainItems
+from gara_model.engine import trainer
 from gara_model.engine.distributed import Distributed
 from gara_model.engine.optim import build_optimizer
 from gara_model.engine.trainer import batch_loss, build_training_model, train, train_step
@@ -103,9 +104,22 @@ def test_training_changes_only_adapters_and_lowers_the_loss(tmp_path):
     assert config == cfg.adapter
 
 
-def test_resume_continues_exactly(tmp_path):
+def test_resume_continues_exactly(tmp_path, monkeypatch):
+    """A 4-step run stopped by Ctrl-C right after its step-2 checkpoint, then resumed, ends with the weights of a run
+    that was never stopped: same batches, same optimizer state, same place on the (default cosine) schedule."""
     straight, _ = run(tmp_path, "straight", "steps=4", "save_every=2")
-    first, _ = run(tmp_path, "resumed", "steps=2", "save_every=2")
+    save = trainer.save_checkpoint
+
+    def save_then_ctrl_c_at_step_2(model, optimizer, scaler, step, cfg, run_dir):
+        save(model, optimizer, scaler, step, cfg, run_dir)
+        if step == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_ctrl_c_at_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path, "resumed", "steps=4", "save_every=2")
+    monkeypatch.undo()
+    assert torch.load(train_state_file(tmp_path / "resumed"), weights_only=True)["step"] == 2
     resumed, _ = run(tmp_path, "resumed", "steps=4", "save_every=2", "resume=true")
     a, b = adapter_weights(straight), adapter_weights(resumed)
     for name in a:
