@@ -30,7 +30,13 @@ setup(
         "Pillow>=9.0",
         "rosbags>=0.11",  # bags without ROS: python -m gara_ros.replay
     ],
-    # launch_testing (ROS 2's launch tests, tests/ros/test_launch.py where installed) does not load under pytest 8.4+;
-    # mcap, mcap-ros2-support: Foxglove's own MCAP reader, to check that the replay's bags open there too
-    extras_require={"dev": ["pytest>=7,<8.4", "mcap>=1.2", "mcap-ros2-support>=0.5"]},
+    extras_require={
+        # launch_testing (ROS 2's launch tests, tests/ros/test_launch.py where installed) does not load under pytest
+        # 8.4+; mcap, mcap-ros2-support: Foxglove's own MCAP reader, to check that the replay's bags open there too
+        "dev": ["pytest>=7,<8.4", "mcap>=1.2", "mcap-ros2-support>=0.5"],
+        # ONNX export and the onnxruntime backend (docs/deployment.md); scripts/setup.sh installs one of the two.
+        # onnxruntime and onnxruntime-gpu install the same module: install one. Versions with numpy 2 wheels.
+        "onnx": ["onnx>=1.17", "onnxscript>=0.5", "onnxruntime>=1.20"],
+        "onnx-gpu": ["onnx>=1.17", "onnxscript>=0.5", "onnxruntime-gpu>=1.20"],
+    },
 )

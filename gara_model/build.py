@@ -19,13 +19,14 @@ from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncode
 
 from gara_model.checkpoint import OFFICIAL_CHECKPOINTS, CheckpointError, load_adapter, load_sam_weights, read_adapter_config
 from gara_model.config import GaraConfig
-from gara_model.modeling import inject_adapters, model_scaling, set_image_size, set_scaling
+from gara_model.modeling import adapter_layers, inject_adapters, model_scaling, set_image_size, set_scaling
 
 log = logging.getLogger(__name__)
 
 EMBEDDED_TINY_CHECKPOINT = Path(__file__).parent / "assets" / "tiny_sam.safetensors"
 # GaRA (r_L 4, r_H 32) for the embedded tiny SAM: seed 0 of scripts/reproduce.py (docs/reproduction.md).
 EMBEDDED_TINY_ADAPTER = Path(__file__).parent / "assets" / "tiny_gara.safetensors"
+NO_ADAPTER = "none"  # build_from_files(adapter=NO_ADAPTER): plain SAM, also without a checkpoint (no embedded adapter)
 _PIXEL_MEAN = [123.675, 116.28, 103.53]
 _PIXEL_STD = [58.395, 57.12, 57.375]
 
@@ -131,6 +132,14 @@ def build_model(
     return _set_geometry(sam, image_size, scaling).eval()
 
 
+def model_description(sam: Sam) -> str:
+    """One line naming the model: "GaRA-SAM (embed 768, depth 12, input 1024)" or "SAM (...)"."""
+    encoder = sam.image_encoder
+    kind = "GaRA-SAM" if adapter_layers(sam) else "SAM"
+    width = encoder.patch_embed.proj.out_channels
+    return f"{kind} (embed {width}, depth {len(encoder.blocks)}, input {encoder.img_size})"
+
+
 def _set_geometry(sam: Sam, image_size: int | None, scaling: str | None) -> Sam:
     """The encoder's input size (`set_image_size`) and attention (`set_scaling`), each only where it changes;
     None keeps it. SAM at its native size with scaling "none" thus keeps SAM's own modules."""
@@ -139,3 +148,27 @@ def _set_geometry(sam: Sam, image_size: int | None, scaling: str | None) -> Sam:
     if scaling is not None and scaling != model_scaling(sam):
         set_scaling(sam, scaling)
     return sam
+
+
+def build_from_files(
+    sam_variant: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    adapter: str | os.PathLike | None = None,
+    image_size: int | None = None,
+) -> Sam:
+    """The model a deployment names by files (the predictor's `from_files`, the node, `python -m gara_model.export`):
+    SAM `checkpoint` of `sam_variant` (None: vit_b) with an optional `adapter` file, by `build_model`.
+
+    Without a checkpoint the base is the embedded tiny SAM, whatever `sam_variant` names (logged), and without an
+    adapter file either, its shipped GaRA adapter; adapter="none" (NO_ADAPTER) is plain SAM in every case.
+    image_size: the encoder's input size (None = the adapter's, else the model's native one; the scaling stays the
+    adapter's).
+    """
+    if checkpoint is None:
+        if sam_variant not in (None, "tiny"):
+            log.info("no SAM checkpoint: the embedded tiny SAM (sam_variant %r applies to a checkpoint only)",
+                     sam_variant)
+        sam_variant, adapter = "tiny", EMBEDDED_TINY_ADAPTER if adapter is None else adapter
+    if str(adapter) == NO_ADAPTER:
+        adapter = None
+    return build_model(sam_variant or "vit_b", checkpoint, adapter=adapter, image_size=image_size)

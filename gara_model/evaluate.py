@@ -3,6 +3,7 @@
 Example: python -m gara_model.evaluate --sam vit_b --checkpoint sam_vit_b_01ec64.pth \\
     --adapter gara=runs/gara/adapter.safetensors --data acdc=/data/ACDC:val --out outputs/eval
 Several encoder sizes, with and without BA-SAM: --image-size 512,640,768,1024 --scaling none,basam
+The exported ONNX models in onnxruntime instead of PyTorch: --backend onnxruntime
 
 """
 
@@ -12,6 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from gara_model.backends import BACKENDS
 from gara_model.build import build_model
 from gara_model.cli import one_line_errors
 from gara_model.data.build import dataset_from_spec
@@ -52,6 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scaling", default="", help="comma-separated: none, basam (BA-SAM at sizes other than "
                         "native); default: each adapter's own (none for the base SAM)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
+                        help="onnxruntime: each model's ONNX export, made once into the cache (docs/deployment.md)")
     parser.add_argument("--out", default="outputs/eval")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -74,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
                     model = build_model(args.sam, args.checkpoint, adapter=adapter, image_size=size, scaling=scaling)
                     label = (name if len(sizes) == 1 and len(scalings) == 1
                              else f"{name} @{model.image_encoder.img_size} {model_scaling(model)}")
-                    predictors[label] = GaraPredictor(model, device=args.device)
+                    predictors[label] = GaraPredictor(model, device=args.device, backend=args.backend)
         if not predictors:
             parser.error("nothing to evaluate: give --adapter or drop --no-base")
         datasets = dict(parse_dataset(text) for text in (args.data or ["synthetic"]))

@@ -1,25 +1,23 @@
-"""GaraPredictor: set an image once (the gated, merged encoder runs once), then prompt any number of objects."""
+"""GaraPredictor: set an image once (the gated, merged encoder runs once), then prompt any number of objects.
+
+The model runs in PyTorch or, exported to ONNX, in onnxruntime (`backend`, gara_model/backends.py); everything here
+(the numpy API, prompt checks, resizing and mask post-processing) is the same for both."""
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from segment_anything.modeling import MaskDecoder, Sam
+from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from gara_model.adapters.gates import GateSummary, record_gates, summarize_gates
-from gara_model.build import EMBEDDED_TINY_ADAPTER, build_model
+from gara_model.adapters.gates import GateSummary, summaries_from_table
+from gara_model.backends import BACKENDS, OnnxRuntimeBackend, TorchBackend, model_fingerprint, sam_onnx_prompts
+from gara_model.build import build_from_files, model_description
 from gara_model.device import autocast, resolve_device
-from gara_model.modeling import adapter_layers
 from gara_model.prompts import ObjectPrompt, validate_prompt
-
-log = logging.getLogger(__name__)
-
-NO_ADAPTER = "none"  # from_files(adapter=NO_ADAPTER): plain SAM, also without a checkpoint (no embedded adapter)
 
 
 @dataclass
@@ -30,32 +28,6 @@ class Prediction:
     iou_scores: np.ndarray  # O x C float32, the decoder's predicted IoU
     low_res_logits: np.ndarray  # O x C x h x w float32 (h = w = 4 x the embedding grid)
     gates: GateSummary | None  # the image's adapter decisions; None for a model without adapters
-
-
-def decode_masks(
-    decoder: MaskDecoder,
-    image_embedding: torch.Tensor,
-    image_pe: torch.Tensor,
-    sparse_prompt_embeddings: torch.Tensor,
-    dense_prompt_embedding: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """SAM's `MaskDecoder.predict_masks` for O objects on one image, without copying the image O times.
-
-    image_embedding, image_pe: 1 x C x h x w; dense_prompt_embedding: 1 x C x h x w without mask prompts (the
-    same for every object), O x C x h x w with them; sparse_prompt_embeddings: O x T x C. Returns all mask logits
-    O x M x 4h x 4w and IoU O x M.
-    SAM repeats the embedding and its positional encoding per object; here the first two-way block
-    broadcasts them (its keys are the same for every object) and only later blocks work per object.
-    """
-    output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
-    num_objects = sparse_prompt_embeddings.shape[0]
-    tokens = torch.cat((output_tokens.expand(num_objects, -1, -1), sparse_prompt_embeddings), dim=1)
-    _, c, h, w = image_embedding.shape
-    hs, src = decoder.transformer(image_embedding + dense_prompt_embedding, image_pe, tokens)  # src: O x hw x C
-    upscaled = decoder.output_upscaling(src.transpose(1, 2).view(num_objects, c, h, w))  # O x C' x 4h x 4w
-    hyper_in = torch.stack([mlp(hs[:, 1 + i]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)], dim=1)
-    masks = (hyper_in @ upscaled.flatten(2)).view(num_objects, -1, *upscaled.shape[2:])
-    return masks, decoder.iou_prediction_head(hs[:, 0])
 
 
 # Objects per decoder call: the largest per-call tensor stays under this many bytes. On the CPU, glibc serves
@@ -69,18 +41,42 @@ class GaraPredictor:
     """SamPredictor's workflow for GaRA-SAM (or plain SAM): `set_image` once, `predict` many objects at once."""
 
     def __init__(
-        self, model: Sam, device: str | torch.device = "auto", precision: str = "auto", compile: bool = False
+        self,
+        model: Sam,
+        device: str | torch.device = "auto",
+        precision: str = "auto",
+        compile: bool = False,
+        backend: str = "torch",
+        onnx_dir: str | os.PathLike | None = None,
     ) -> None:
-        """compile: `torch.compile` the image encoder and the decoder (the first image and the first call per
-        prompt layout then take long to compile; see docs/benchmarks.md for what it gains).
-        `chunk_bytes` (CHUNK_BYTES of the device type) bounds the decoder's per-call tensors by splitting
-        the objects."""
+        """backend: "torch" runs `model`; "onnxruntime" runs its ONNX export in `onnx_dir` (None: exported once into
+        the cache, `export.cached_export`), on CUDA or TensorRT where the installed onnxruntime has them and
+        `device` is CUDA; `model` is then not moved to `device` (it supplies the host-side geometry only) and the
+        files must hold its weights. compile: `torch.compile` the image encoder and the decoder (torch backend;
+        the first image and the first call per prompt layout then take long to compile; see docs/benchmarks.md
+        for what it gains). `chunk_bytes` (CHUNK_BYTES of the device type) bounds the decoder's per-call tensors
+        by splitting the objects."""
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.device = resolve_device(device)
         self.precision = precision
         autocast(self.device, precision)  # validates the precision name now, not at the first image
-        self.model = model.to(self.device).eval()
-        self.encoder = torch.compile(self.model.image_encoder) if compile else self.model.image_encoder
-        self.decode = torch.compile(decode_masks, dynamic=True) if compile else decode_masks
+        if backend == "torch":
+            self.model = model.to(self.device).eval()
+            self.backend = TorchBackend(self.model, self.device, precision, compile)
+        else:
+            if compile:
+                raise ValueError("compile applies to the torch backend; the onnxruntime backend runs exported files")
+            if precision == "bf16":
+                raise ValueError("precision bf16: the onnxruntime backend runs fp32 or fp16 files (or 'auto')")
+            self.model = model.eval()
+            if onnx_dir is None:
+                from gara_model.export import cached_export
+
+                fp16 = precision == "fp16" or (precision == "auto" and self.device.type == "cuda")
+                onnx_dir = cached_export(self.model, "fp16" if fp16 else "fp32")
+            self.backend = OnnxRuntimeBackend(onnx_dir, model_fingerprint(self.model), self.device, precision,
+                                              explicit_device=str(device) != "auto")
         self.transform = ResizeLongestSide(model.image_encoder.img_size)
         self.chunk_bytes = CHUNK_BYTES.get(self.device.type, CHUNK_BYTES["cuda"])
         self.reset_image()
@@ -95,30 +91,21 @@ class GaraPredictor:
         precision: str = "auto",
         image_size: int | None = None,
         compile: bool = False,
+        backend: str = "torch",
+        onnx_dir: str | os.PathLike | None = None,
     ) -> "GaraPredictor":
-        """SAM `checkpoint` of `sam_variant` (None: vit_b) with an optional `adapter` file, by `build.build_model`.
-
-        Without a checkpoint the base is the embedded tiny SAM, whatever `sam_variant` names (the node's rule too;
-        logged), and without an adapter file either, its shipped GaRA adapter; adapter="none" (NO_ADAPTER) is plain
-        SAM in every case. image_size: the encoder's input
-        size (None = the adapter's, else the model's native one; the scaling stays the adapter's); masks stay at the
-        image's own size. compile: as in `GaraPredictor`.
+        """The model `build.build_from_files` makes of SAM `checkpoint` of `sam_variant` (None: vit_b) and an optional
+        `adapter` file; without a checkpoint the embedded tiny SAM (with its shipped GaRA adapter unless `adapter`
+        is given); adapter="none" (`build.NO_ADAPTER`) is plain SAM in every case. image_size: the encoder's input
+        size (None = the adapter's, else the model's native one); masks stay at the image's own size. compile,
+        backend, onnx_dir: as in `GaraPredictor`.
         """
-        if checkpoint is None:
-            if sam_variant not in (None, "tiny"):
-                log.info("no SAM checkpoint: the embedded tiny SAM (sam_variant %r applies to a checkpoint only)",
-                         sam_variant)
-            sam_variant, adapter = "tiny", EMBEDDED_TINY_ADAPTER if adapter is None else adapter
-        if str(adapter) == NO_ADAPTER:
-            adapter = None
-        model = build_model(sam_variant or "vit_b", checkpoint, adapter=adapter, image_size=image_size)
-        return cls(model, device=device, precision=precision, compile=compile)
+        model = build_from_files(sam_variant, checkpoint, adapter, image_size)
+        return cls(model, device=device, precision=precision, compile=compile, backend=backend, onnx_dir=onnx_dir)
 
     @property
     def model_name(self) -> str:
-        encoder = self.model.image_encoder
-        kind = "GaRA-SAM" if adapter_layers(self.model) else "SAM"
-        return f"{kind} (embed {encoder.patch_embed.proj.out_channels}, depth {len(encoder.blocks)}, input {encoder.img_size})"
+        return model_description(self.model)
 
     def reset_image(self) -> None:
         self.features: torch.Tensor | None = None
@@ -144,11 +131,9 @@ class GaraPredictor:
     def set_torch_image(self, transformed_image: torch.Tensor, original_size: tuple[int, int]) -> None:
         """transformed_image: 1 x 3 x H x W, longest side resized to the encoder's input size (ResizeLongestSide)."""
         self.reset_image()
-        with record_gates(self.model) as records, autocast(self.device, self.precision):
-            features = self.encoder(self.model.preprocess(transformed_image.float()))
-        self.features = features.float()
-        summaries = summarize_gates(records)
-        self.gates = summaries[0] if summaries else None
+        image = self.model.preprocess(transformed_image.to(self.model.device).float())  # 1 x 3 x S x S
+        self.features, table = self.backend.encode(image)
+        self.gates = summaries_from_table(table, self.backend.gate_columns)[0] if table is not None else None
         self.original_size = tuple(original_size)
         self.input_size = tuple(transformed_image.shape[-2:])
 
@@ -221,23 +206,16 @@ class GaraPredictor:
         Returns low-res mask logits O x C x h x w (h = w = 4 x the embedding grid, not upscaled or thresholded:
         `predict` does that) and predicted IoU O x C, C = 3 with multimask_output else 1.
         """
-        points = (point_coords.float(), point_labels) if point_coords is not None else None
+        coords, labels = sam_onnx_prompts(point_coords, point_labels, boxes, mask_input)
         decoder = self.model.mask_decoder
-        pe = self.model.prompt_encoder.get_dense_pe()
-        upscaled_bytes = decoder.transformer_dim // 8 * 16 * pe.shape[-2] * pe.shape[-1] * 4  # per object, fp32
-        masks, iou = [], []
-        with autocast(self.device, self.precision):
-            sparse, dense = self.model.prompt_encoder(points=points, boxes=None if boxes is None else boxes.float(),
-                                                      masks=None if mask_input is None else mask_input.float())
-            chunks = sparse.split(self._objects_per_call(upscaled_bytes))
-            # Without mask inputs the dense embedding is the same for every object: one, broadcast by the decoder.
-            dense_chunks = dense.split(len(chunks[0])) if mask_input is not None else [dense[:1]] * len(chunks)
-            for chunk, chunk_dense in zip(chunks, dense_chunks, strict=True):
-                chunk_masks, chunk_iou = self.decode(decoder, self.features, pe, chunk, chunk_dense.contiguous())
-                masks.append(chunk_masks)
-                iou.append(chunk_iou)
+        upscaled_bytes = decoder.transformer_dim // 8 * 16 * self.features[0, 0].numel() * 4  # per object, fp32
+        per_call = self._objects_per_call(upscaled_bytes)
+        calls = [slice(start, start + per_call) for start in range(0, len(coords), per_call)]
+        masks, iou = zip(*(self.backend.decode(self.features, coords[objects], labels[objects],
+                                               None if mask_input is None else mask_input[objects])
+                           for objects in calls))
         selected = slice(1, None) if multimask_output else slice(0, 1)  # as SAM's MaskDecoder.forward
-        return torch.cat(masks)[:, selected].float(), torch.cat(iou)[:, selected].float()
+        return torch.cat(masks)[:, selected], torch.cat(iou)[:, selected]
 
     def _objects_per_call(self, bytes_per_object: int) -> int:
         return max(1, self.chunk_bytes // bytes_per_object)

@@ -179,11 +179,12 @@ def follow_config(settings: Settings) -> FollowConfig:
 
 def load_predictor(parameters: Mapping[str, Any]) -> GaraPredictor:
     """The model the node's parameters name (sam_variant, checkpoint, adapter, device, precision, image_size,
-    compile; an empty file name or a zero size means none)."""
+    compile, backend, onnx_dir; an empty file name or a zero size means none)."""
     return GaraPredictor.from_files(
         sam_variant=parameters["sam_variant"], checkpoint=parameters["checkpoint"] or None,
         adapter=parameters["adapter"] or None, device=parameters["device"], precision=parameters["precision"],
-        image_size=parameters["image_size"] or None, compile=parameters["compile"])
+        image_size=parameters["image_size"] or None, compile=parameters["compile"], backend=parameters["backend"],
+        onnx_dir=parameters["onnx_dir"] or None)
 
 
 @dataclass(frozen=True)

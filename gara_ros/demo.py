@@ -27,10 +27,10 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
+from gara_model.build import NO_ADAPTER
 from gara_model.data import corrupt, render_scene
 from gara_model.data.corruptions import corruption_severity
 from gara_model.data.prompts import interior_points, mask_boxes
-from gara_model.predictor import NO_ADAPTER
 from gara_ros.conversions import array_to_image, image_to_array
 from gara_ros.msg import ObjectPrompt, SegmentPrompt, SegmentResult
 from gara_ros.segment_node import IMAGE_QOS, OUTPUT_QOS, PROMPT_QOS, SegmentNode

@@ -76,6 +76,9 @@ PARAMETERS = {
     "max_depth": (10.0, "metres: depth beyond this is invalid"),
     "depth_band": (0.5, "metres: an object's 3D keeps the points within this depth of its median (0 = all)"),
     "autostart": (True, "configure and activate at start-up; false: stay unconfigured for a lifecycle manager"),
+    # backend (issue 14, docs/deployment.md)
+    "backend": ("torch", "torch, or onnxruntime: the model's ONNX export (CUDA/TensorRT providers where installed)"),
+    "onnx_dir": ("", "onnxruntime: directory of python -m gara_model.export; empty = exported once into the cache"),
 }
 # Parameters that `ros2 param set` applies while the node runs. The others are read by configure.
 RUNTIME_PARAMETERS = frozenset({"persist", "track", "track_min_score", "track_max_area_change", "stamp_tolerance",

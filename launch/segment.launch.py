@@ -24,6 +24,8 @@ OVERRIDES = {
     "checkpoint": "SAM checkpoint file (default: the embedded tiny model)",
     "adapter": "GaRA adapter file (default: plain SAM)",
     "device": "auto, cpu, cuda or cuda:N",
+    "backend": "torch or onnxruntime (docs/deployment.md)",
+    "onnx_dir": "onnxruntime: directory of python -m gara_model.export (default: exported once into the cache)",
 }
 
 

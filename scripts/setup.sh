@@ -4,6 +4,9 @@
 #   TORCH_SPEC  what pip installs for PyTorch first (default: the pair that works on the project's
 #               CI machines); set e.g. TORCH_SPEC="torch torchvision" for your own CUDA build.
 #   ROS_DISTRO  the ROS 2 wheels: kilted (default, into .venv) or jazzy (into .venv-jazzy).
+#   GARA_EXTRAS  the extras of gara_model to install into either venv (default: dev,onnx; tests/ros runs the node on
+#               the onnxruntime backend too). On a CUDA machine dev,onnx-gpu brings onnxruntime-gpu instead of
+#               onnxruntime: uninstall onnxruntime first, they share one module.
 #   GARA_SKIP_ROS=1  skips the ROS 2 part (model-only machines).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,7 +29,7 @@ if ! "$PY" -c 'import torch, torchvision' 2>/dev/null; then
   "$PY" -m pip install -q $TORCH_SPEC
 fi
 echo "setup.sh: installing gara_model and its dependencies"
-"$PY" -m pip install -q -e "$REPO[dev]"
+"$PY" -m pip install -q -e "$REPO[${GARA_EXTRAS:-dev,onnx}]"
 if [ "${GARA_SKIP_ROS:-0}" != 1 ]; then
   "$REPO/scripts/setup_ros.sh"
 fi

@@ -1,7 +1,8 @@
 """Which rank set and which components each adapter used for an image (the paper's figure 6), as data.
 
 `record_gates` collects the `Gates` of every adapter during a forward pass; `summarize_gates` turns them into one
-`GateSummary` per image with a single device-to-host transfer.
+`GateSummary` per image with a single device-to-host transfer, through one table of all decisions (`gate_table`,
+which the exported ONNX encoder outputs too, and `summaries_from_table`).
 """
 
 from __future__ import annotations
@@ -90,23 +91,41 @@ def record_gates(model: nn.Module) -> Iterator[list[tuple[str, Gates]]]:
             handle.remove()
 
 
+# Per adapter of a gate table, in forward order: (adapter name, number of rank sets, components r).
+GateColumns = tuple[tuple[str, int, int], ...]
+
+
+def gate_columns(records: list[tuple[str, Gates]]) -> GateColumns:
+    """How `gate_table(records)` splits into adapters."""
+    return tuple((name, gates.num_rank_sets, gates.coefficients.shape[1]) for name, gates in records)
+
+
+def gate_table(records: list[tuple[str, Gates]]) -> torch.Tensor:
+    """Every decision of a batch as one tensor, B x sum(1 + r): per adapter (`gate_columns`), its rank set (-1 for a
+    single-set variant), then its components, 1.0 on and 0.0 off. Traceable: the ONNX encoder outputs it."""
+    columns = []
+    for _, gates in records:
+        rank_set = gates.rank_set if gates.rank_set is not None else torch.full_like(gates.coefficients[:, 0], -1)
+        columns += [rank_set.detach()[:, None].float(), (gates.coefficients.detach() != 0).float()]
+    return torch.cat(columns, dim=1)
+
+
+def summaries_from_table(table: np.ndarray, columns: GateColumns) -> list[GateSummary]:
+    """One GateSummary per row of a `gate_table` (B x sum(1 + r), on the host) laid out as `columns`."""
+    summaries = []
+    for row in table:
+        adapters, start = [], 0
+        for name, num_rank_sets, rank in columns:
+            rank_set = int(row[start])
+            components = row[start + 1 : start + 1 + rank] > 0.5
+            adapters.append(AdapterGates(name, None if rank_set < 0 else rank_set, num_rank_sets, components))
+            start += 1 + rank
+        summaries.append(GateSummary(tuple(adapters)))
+    return summaries
+
+
 def summarize_gates(records: list[tuple[str, Gates]]) -> list[GateSummary]:
     """One GateSummary per image of the batch the records were taken on; one device-to-host transfer."""
     if not records:
         return []
-    columns = []  # per adapter: rank set (B x 1, -1 = none), then components on (B x r)
-    for _, gates in records:
-        rank_set = gates.rank_set if gates.rank_set is not None else torch.full_like(gates.coefficients[:, 0], -1)
-        columns += [rank_set.detach()[:, None].float(), (gates.coefficients.detach() != 0).float()]
-    table = torch.cat(columns, dim=1).cpu().numpy()  # B x sum(1 + r)
-    summaries = []
-    for row in table:
-        adapters, start = [], 0
-        for name, gates in records:
-            rank = gates.coefficients.shape[1]
-            rank_set = int(row[start])
-            components = row[start + 1 : start + 1 + rank] > 0.5
-            adapters.append(AdapterGates(name, None if rank_set < 0 else rank_set, gates.num_rank_sets, components))
-            start += 1 + rank
-        summaries.append(GateSummary(tuple(adapters)))
-    return summaries
+    return summaries_from_table(gate_table(records).cpu().numpy(), gate_columns(records))

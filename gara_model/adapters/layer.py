@@ -31,12 +31,14 @@ class GatedRankAdapter(nn.Module):
         if config.gate_init == "open":
             self.gate.open_gates()
 
-    def delta_weight(self, coefficients: torch.Tensor) -> torch.Tensor:
+    def delta_weight(self, coefficients: torch.Tensor, fixed_shapes: bool = False) -> torch.Tensor:
         """Delta W = B diag(c) A for each image: coefficients B x r -> B x D x K.
 
-        For one image only the components the gates switched on are summed (the other rank set is all zero).
+        For one image only the components the gates switched on are summed (the other rank set is all zero), unless
+        `fixed_shapes`: then all r of them, the off ones times zero, so that no shape depends on the gates (what a
+        traced graph needs).
         """
-        if coefficients.shape[0] == 1:
+        if coefficients.shape[0] == 1 and not fixed_shapes:
             active = coefficients[0].nonzero().squeeze(1)
             return ((self.lora_B[:, active] * coefficients[0, active]) @ self.lora_A[active])[None]
         return (self.lora_B * coefficients[:, None, :]) @ self.lora_A
@@ -74,13 +76,20 @@ class GaraLinear(nn.Module):
 
     def delta_weight(self, gates: dict[str, Gates]) -> torch.Tensor:
         """The qkv weight update Delta W(gates) for each image: B x 3C x C (zero rows for projections without an
-        adapter). The one place Delta W is formed; ValueError when it is not finite (as peft's safe merge)."""
+        adapter). The one place Delta W is formed; ValueError when it is not finite (as peft's safe merge).
+
+        Traced (torch.compile, torch.export and so the ONNX export) it is the same sum over all components with
+        fixed shapes, and without the finiteness check, whose host round trip a graph cannot hold (the exporter
+        checks the adapter weights once instead).
+        """
+        traced = torch.compiler.is_compiling() or torch.jit.is_tracing()
         dim = self.base_layer.in_features
         num_images = next(iter(gates.values())).coefficients.shape[0]
-        delta = self.base_layer.weight.new_zeros(num_images, len(PROJECTIONS) * dim, dim)
-        for rows, name in self._adapted_rows():
-            delta[:, rows] = self.adapters[name].delta_weight(gates[name].coefficients)
-        if not torch.isfinite(delta).all():
+        delta = torch.cat([  # rows [q | k | v], concatenated rather than assigned: a plain Concat in a graph
+            self.adapters[name].delta_weight(gates[name].coefficients, fixed_shapes=traced) if name in self.adapters
+            else self.base_layer.weight.new_zeros(num_images, dim, dim)
+            for name in PROJECTIONS], dim=1)
+        if not traced and not torch.isfinite(delta).all():
             raise ValueError("the adapter's weight update Delta W is not finite (NaN or inf adapter weights, or an "
                              "overflow in reduced precision)")
         return delta

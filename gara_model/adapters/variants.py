@@ -133,7 +133,10 @@ class MixtureOfLoRA(GateVariant):
     def __init__(self, in_features: int, ranks: tuple[int, ...], hidden: int, tau: float) -> None:
         super().__init__(in_features, ranks, hidden, tau)
         self.router = gate_mlp(in_features, hidden, len(ranks), num_layers=2)
-        self.register_buffer("block_sizes", torch.tensor(ranks), persistent=False)
+        # S x r, 1 where component j belongs to block s: c = choice @ membership repeats each block's choice over its
+        # components (a matmul rather than repeat_interleave, which the ONNX export cannot take)
+        membership = torch.block_diag(*(torch.ones(1, r) for r in ranks))
+        self.register_buffer("membership", membership, persistent=False)
 
     def open_gates(self) -> None:
         start_at(self.router, 0.0)
@@ -141,7 +144,7 @@ class MixtureOfLoRA(GateVariant):
     def forward(self, feature: torch.Tensor) -> Gates:
         logits = self.router(feature)  # B x S
         choice = one_hot_gate(logits, self.tau, self.training)
-        coefficients = torch.repeat_interleave(choice, self.block_sizes, dim=1, output_size=sum(self.ranks))
+        coefficients = choice @ self.membership
         return Gates(coefficients=coefficients, rank_set=choice.argmax(dim=-1).to(choice.dtype), rank_set_logits=logits,
                      num_rank_sets=len(self.ranks))
 

@@ -81,7 +81,7 @@ class EncoderAttention(nn.Module):
                 if bias is not None:
                     mask = mask.add_(bias)  # a fresh tensor: adding in place saves a (B * nHead) x N x N copy
             x = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
-        x = x.view(B, self.num_heads, H, W, -1).permute(0, 2, 3, 1, 4).reshape(B, H, W, -1)
+        x = x.reshape(B, self.num_heads, H, W, -1).permute(0, 2, 3, 1, 4).reshape(B, H, W, -1)  # reshape: traced SDPA may return another layout
         return self.proj(x)
 
 

@@ -86,6 +86,24 @@ def test_evaluate_cli_compares_sizes_keeping_each_adapters_scaling(tmp_path, cap
     assert "--scaling 'none,yarn': each must be one of none, basam" in capsys.readouterr().err
 
 
+def test_evaluate_cli_backend_onnxruntime_gives_the_torch_results(tmp_path):
+    """--backend onnxruntime: each model's ONNX export (made once into the cache) gives PyTorch's IoU and gates."""
+    from gara_model.build import EMBEDDED_TINY_ADAPTER
+    from gara_model.evaluate import main
+
+    args = ["--no-base", "--adapter", f"gara={EMBEDDED_TINY_ADAPTER}", "--data", "synthetic:2", "--corruptions", "night",
+            "--prompts", "point,box"]
+    rows = {}
+    for backend in ("torch", "onnxruntime"):
+        main(args + ["--backend", backend, "--out", str(tmp_path / backend)])
+        rows[backend] = json.loads((tmp_path / backend / "results.json").read_text())["rows"]
+    assert len(rows["torch"]) == len(rows["onnxruntime"]) == 4  # clear and night, point and box
+    for want, got in zip(rows["torch"], rows["onnxruntime"]):
+        assert got["iou"] == pytest.approx(want["iou"], abs=1e-3) and got["dice"] == pytest.approx(want["dice"], abs=1e-3)
+        assert got["high_rank_share"] == want["high_rank_share"]
+        assert got["mean_active_components"] == want["mean_active_components"]
+
+
 def test_unknown_prompt_type(scenes):
     with pytest.raises(ValueError, match="prompt_types must be from"):
         evaluate({}, {"scenes": scenes}, prompt_types=["scribble"])

@@ -19,7 +19,9 @@ from gara_model.engine.config import load_train_config
 from gara_model.data.synthetic import SyntheticInstances
 from gara_model.engine.batch import TrainItems
 from gara_model.engine import trainer
-from gara_model.engine.trainer import batch_loss, train
+from gara_model.engine.distributed import Distributed
+from gara_model.engine.optim import build_optimizer
+from gara_model.engine.trainer import batch_loss, build_training_model, train, train_step
 from gara_model.modeling import adapter_state_dict
 
 TINY_RUN = [
@@ -61,6 +63,28 @@ def fixed_batch_loss(model, cfg):
 
 def fresh_gara(cfg):
     return build_model("tiny", config=cfg.adapter)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_train_step_on_the_device_moves_only_adapters(device, precision):
+    """The trainer's step on `device` ("auto" is fp16 autocast with a GradScaler on CUDA, fp32 on the CPU): finite
+    loss and gradient norm, adapters changed within a few steps (a GradScaler skips steps that overflow), SAM not."""
+    cfg = load_train_config(overrides=TINY_RUN + [f"precision={precision}"])
+    model = build_training_model(cfg).to(device).train()
+    optimizer = build_optimizer(model, cfg)
+    scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda" and precision == "auto")
+    items = TrainItems(SyntheticInstances(size=2, seed=99, num_objects=(1, 2)), 128, 4, "both", 3, 0.0, seed=0)
+    batch = [items[(i, 0)] for i in range(2)]
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    for step in range(5):
+        parts, _, grad_norm = train_step(model, model.image_encoder, batch, optimizer, scaler, cfg, step,
+                                         Distributed(0, 1, device))
+        assert torch.isfinite(torch.tensor(parts["loss"])) and (torch.isfinite(grad_norm) or scaler.is_enabled())
+        changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+        if changed:
+            break
+    assert any(name.endswith("lora_B") for name in changed)
+    assert all(model.get_parameter(name).requires_grad for name in changed)
 
 
 def test_training_changes_only_adapters_and_lowers_the_loss(tmp_path):

@@ -39,6 +39,8 @@ def test_delta_weight_equals_closed_form_with_forced_gates(z_space):
     c = torch.cat([(1 - z_space) * z_low, z_space * z_high])[None]
     expected = closed_form_delta(adapter, z_space, z_low, z_high, r_low=3)
     assert torch.allclose(adapter.delta_weight(c)[0], expected, atol=1e-6)
+    # the fixed-shape form that traced graphs (torch.compile, the ONNX export) use: all components, the off ones x 0
+    assert torch.allclose(adapter.delta_weight(c, fixed_shapes=True)[0], expected, atol=1e-6)
 
 
 def test_gara_gates_build_the_coefficients_of_the_chosen_space():
@@ -125,6 +127,9 @@ def test_delta_weight_refuses_a_non_finite_update():
         layer.delta_weight(gates)
     with pytest.raises(ValueError, match="Delta W is not finite"):
         layer(x, gates)  # the merged single-image path forms Delta W
+    # a traced graph cannot check per image (the exporter checks the weights once): the NaN passes through
+    traced = torch.compile(lambda: layer.delta_weight(gates), backend="eager", fullgraph=True)()
+    assert torch.isnan(traced).any()
 
 
 def test_gating_feature_is_standardised_with_training_statistics():

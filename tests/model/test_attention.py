@@ -27,9 +27,9 @@ def attention_pair(sam, kind, backend):
 @pytest.mark.parametrize("kind", list(BLOCKS))
 @pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("backend", ["sdpa", "sam"])
-def test_attention_equals_sam(tiny_sam, kind, batch, backend):
-    sam_attn, ours, (H, W) = attention_pair(tiny_sam, kind, backend)
-    x = torch.randn(batch, H, W, 96, generator=torch.Generator().manual_seed(3))
+def test_attention_equals_sam(tiny_sam, kind, batch, backend, device):
+    sam_attn, ours, (H, W) = attention_pair(tiny_sam.to(device), kind, backend)
+    x = torch.randn(batch, H, W, 96, generator=torch.Generator().manual_seed(3)).to(device)
     with torch.no_grad():
         expected, got = sam_attn(x), ours(x)
     if backend == "sam":

@@ -46,8 +46,9 @@ def test_disabled_adapters_compute_exactly_sam(tiny_sam, images, variant):
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_merged_equals_unmerged(tiny_sam, images, variant):
-    gara = make_gara(tiny_sam, VARIANT_CONFIGS[variant])
+def test_merged_equals_unmerged(tiny_sam, images, variant, device):
+    gara = make_gara(tiny_sam, VARIANT_CONFIGS[variant]).to(device)
+    images = images.to(device)
     with torch.no_grad():
         merged = gara.image_encoder(images[1:])
         set_merged_inference(gara, False)

@@ -7,9 +7,10 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
+from gara_model.backends import decode_masks
 from gara_model.build import build_model
 from gara_model.modeling import adapter_layers
-from gara_model.predictor import GaraPredictor, decode_masks
+from gara_model.predictor import GaraPredictor
 from gara_model.prompts import ObjectPrompt
 
 from .tiny import gate_outputs, make_gara, spread_gates
@@ -24,8 +25,8 @@ def image():
 
 
 @pytest.fixture
-def predictor(tiny_sam, image):
-    p = GaraPredictor(make_gara(tiny_sam), device="cpu")
+def predictor(tiny_sam, image, device):
+    p = GaraPredictor(make_gara(tiny_sam), device=device, precision="fp32")
     p.set_image(image)
     return p
 
@@ -50,11 +51,11 @@ def test_several_objects_in_one_call_equal_one_by_one(predictor):
 
 
 @pytest.mark.parametrize("obj", OBJECTS[:3], ids=lambda o: o.object_id)
-def test_plain_sam_matches_segment_anything_predictor(tiny_sam, image, obj):
-    """With a plain SAM our predictor is SamPredictor: same masks and scores, single mask output."""
-    ours = GaraPredictor(tiny_sam, device="cpu")
+def test_plain_sam_matches_segment_anything_predictor(tiny_sam, image, obj, device):
+    """With a plain SAM our predictor is SamPredictor: same masks and scores, single mask output (fp32)."""
+    ours = GaraPredictor(tiny_sam, device=device, precision="fp32")
     ours.set_image(image)
-    theirs = SamPredictor(tiny_sam)
+    theirs = SamPredictor(tiny_sam.to(device))
     theirs.set_image(image)
     got = ours.predict([obj])
     masks, scores, logits = theirs.predict(
@@ -166,11 +167,12 @@ def test_decode_masks_equals_sams_mask_decoder(tiny_sam):
     assert torch.allclose(masks, sam_masks, atol=1e-5) and torch.allclose(iou, sam_iou, atol=1e-6)
 
 
-def test_compile_switch_keeps_masks_and_gates(tiny_sam, image, monkeypatch):
+def test_compile_switch_keeps_masks_and_gates(tiny_sam, image, monkeypatch, device):
     """compile=True traces the encoder (gate hooks included) and the decoder; the eager backend keeps this fast."""
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
     model = make_gara(tiny_sam)
-    eager, compiled = GaraPredictor(model, device="cpu"), GaraPredictor(model, device="cpu", compile=True)
+    eager = GaraPredictor(model, device=device, precision="fp32")
+    compiled = GaraPredictor(model, device=device, precision="fp32", compile=True)
     for img in (image, np.ascontiguousarray(image[::-1])):
         eager.set_image(img)
         compiled.set_image(img)
@@ -218,7 +220,7 @@ def test_from_files_without_files_is_the_embedded_tiny_gara_sam():
 
 def test_from_files_names_its_rule_for_a_variant_without_checkpoint(caplog):
     """sam_variant names a checkpoint's variant: without one the base is the embedded tiny SAM, and the log says so."""
-    with caplog.at_level("INFO", logger="gara_model.predictor"):
+    with caplog.at_level("INFO", logger="gara_model.build"):
         predictor = GaraPredictor.from_files("vit_h", device="cpu")
     assert predictor.model_name.startswith("GaRA-SAM (embed 96, depth 4")
     assert "sam_variant 'vit_h' applies to a checkpoint only" in caplog.text
@@ -262,3 +264,17 @@ def test_from_files_with_no_adapter_is_plain_sam_even_without_a_checkpoint():
     base = build_model("tiny")
     for name, tensor in base.state_dict().items():
         assert torch.equal(plain.model.state_dict()[name], tensor), name  # the embedded base's own weights
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_reduced_precision_is_close_to_fp32(tiny_sam, image, device, precision):
+    """Autocast (the default "auto" on CUDA is fp16): features, mask logits and IoU near fp32's."""
+    model = make_gara(tiny_sam)
+    full, reduced = (GaraPredictor(model, device=device, precision=p) for p in ("fp32", precision))
+    for predictor in (full, reduced):
+        predictor.set_image(image)
+    assert reduced.features.dtype == torch.float32  # the predictor hands fp32 on, whatever it computed in
+    assert (reduced.features - full.features).abs().max() < 0.05 * full.features.abs().max()
+    want, got = full.predict(OBJECTS, multimask_output=True), reduced.predict(OBJECTS, multimask_output=True)
+    assert np.abs(got.low_res_logits - want.low_res_logits).max() < 0.05 * np.abs(want.low_res_logits).max()
+    assert np.abs(got.iou_scores - want.iou_scores).max() < 0.05

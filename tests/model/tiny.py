@@ -71,3 +71,16 @@ def gate_outputs(model: torch.nn.Module, run) -> list:
         for handle in handles:
             handle.remove()
     return outputs
+
+
+def image_dependent_rank_sets(model: torch.nn.Module) -> None:
+    """GaRA's rank-set gates without biases: each decision is then a function of the image's f(x) alone, so that
+    different images take different rank sets (with biases, fresh gates mostly decide by their biases)."""
+    from gara_model.adapters.variants import GatedRank
+
+    with torch.no_grad():
+        for gate in model.modules():
+            if isinstance(gate, GatedRank):
+                for layer in gate.rank_space_gate:
+                    if isinstance(layer, torch.nn.Linear):
+                        layer.bias.zero_()

@@ -8,6 +8,9 @@ import yaml
 from rclpy.parameter import Parameter
 
 from gara_model.predictor import ObjectPrompt
+from gara_ros.conversions import array_to_image
+from gara_ros.core import Job
+from gara_ros.frames import Frame
 from gara_ros.segment_node import PARAMETERS, RUNTIME_PARAMETERS, SETTINGS, SegmentNode
 from tests.ros.harness import wait_for
 from tests.ros.helpers import point_object, prompt, scene
@@ -96,3 +99,33 @@ def test_configure_time_parameters_and_bad_values_are_refused_with_the_reason(ha
     (result,) = h.set_params(max_objects=0)
     assert (result.successful, result.reason) == (False, "max_objects must be >= 1, got 0")
     assert h.node.core.settings.max_objects == 16
+
+
+def test_backend_onnxruntime_runs_the_exported_model_in_the_node(ros, capfd):
+    """backend: onnxruntime without onnx_dir exports the configured (embedded) model once and gives the torch masks;
+    the backend is read by configure; an unknown one leaves the node unconfigured with one line."""
+    frame = Frame(array_to_image(scene(), "rgb8"), 1)
+    job = Job(frame, [ObjectPrompt("square", points=np.array([[45.0, 30.0]]), labels=np.array([1])),
+                      ObjectPrompt("box", box=np.array([25.0, 15.0, 65.0, 50.0]))])
+    outputs = {}
+    for backend in ("torch", "onnxruntime"):
+        node = SegmentNode(parameter_overrides=[Parameter("backend", value=backend), Parameter("device", value="cpu")])
+        try:
+            assert node.core.predictor.backend.name == backend
+            outputs[backend] = node.core.process(job, {"labels"})
+            (refused,) = node.set_parameters([Parameter("backend", value="torch")])
+            assert not refused.successful and refused.reason.startswith("backend: read by configure")
+        finally:
+            node.destroy_node()
+    torch_out, onnx_out = outputs["torch"], outputs["onnxruntime"]
+    assert (torch_out.images["labels"] > 0).any()
+    assert np.allclose(onnx_out.scores, torch_out.scores, atol=1e-4)
+    assert (onnx_out.images["labels"] != torch_out.images["labels"]).mean() < 1e-3
+    assert onnx_out.high_rank_share == torch_out.high_rank_share
+    assert onnx_out.mean_active_components == torch_out.mean_active_components
+    node = SegmentNode(parameter_overrides=[Parameter("backend", value="tensorrt")])
+    try:
+        assert node.lifecycle_state == "unconfigured" and node.core is None
+    finally:
+        node.destroy_node()
+    assert "configure failed: backend must be one of ('torch', 'onnxruntime'), got 'tensorrt'" in capfd.readouterr().err
