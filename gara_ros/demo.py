@@ -41,7 +41,13 @@ CONDITIONS = ("clear", "imagenet_c/fog", "snow", "imagenet_c/contrast", "imagene
 MODELS = {"sam": "SAM (frozen)", "gara": "GaRA-SAM"}  # namespace -> label
 
 
-def frames(count: int, size: int = 160, seed: int = 3):
+# The scene: of the first 12, the 3-object scene the frozen base segments best when clear (mean IoU 0.90 from a box
+# and a point), so that what the conditions do, and what GaRA recovers of it, is not hidden by a scene the tiny base
+# cannot see even in clear weather.
+DEMO_SCENE_SEED = 10
+
+
+def frames(count: int, size: int = 160, seed: int = DEMO_SCENE_SEED):
     """Yield (condition, RGB frame, true (O,H,W) masks): the scene drifts 1 px right per frame."""
     scene = render_scene(np.random.default_rng(seed), image_size=size, num_objects=(2, 3))
     for i in range(count):
