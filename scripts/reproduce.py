@@ -1,5 +1,5 @@
 """Small-scale reproduction of the paper's ablations (tables 5 and 6) on the embedded tiny SAM, with the evidence that
-GaRA's gates decide per input. CPU only; about two hours on 2 cores with the defaults.
+GaRA's gates decide per input. CPU only; about 75 minutes on 2 cores with the defaults (the run in docs/reproduction.md).
 
 Frozen base vs LoRA r_L and r_H vs GaRA without gating 1 vs MoE LoRA vs GaRA, each adapter trained with several
 seeds on synthetic scenes under a mix of conditions that differ enough that no single fixed rank suits them all
@@ -7,7 +7,7 @@ seeds on synthetic scenes under a mix of conditions that differ enough that no s
 training), then evaluated side by side on fresh scenes under the same conditions. Writes docs/reproduction.md
 (tables: IoU mean +- std over seeds, gate adaptivity) and docs/images/gates.png (figure 6 for GaRA, seed 0).
 
-    python scripts/reproduce.py [--steps 3000] [--seeds 0 1 2] [--test-scenes 300] [--jobs 2]
+    python scripts/reproduce.py [--steps 1500] [--seeds 0 1 2] [--test-scenes 200] [--jobs 2]
     python scripts/reproduce.py --models GaRA --seeds 0 --test-scenes 100 --no-doc -- optim.gate_lr_scale=3
 """
 
@@ -61,10 +61,10 @@ def train_command(name: str, seed: int, steps: int, out: Path, extra: list[str])
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--models", nargs="+", default=list(MODELS), help=f"subset of {list(MODELS)}")
-    parser.add_argument("--test-scenes", type=int, default=300)
+    parser.add_argument("--test-scenes", type=int, default=200)
     parser.add_argument("--jobs", type=int, default=2, help="training runs in parallel (one thread each)")
     parser.add_argument("--runs", default="runs/reproduce")
     parser.add_argument("--doc", default="docs/reproduction.md")
