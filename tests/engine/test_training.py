@@ -288,7 +288,10 @@ def test_data_loader_workers_end_with_a_killed_trainer(tmp_path, signum):
     trainer = subprocess.Popen(
         [sys.executable, "-m", "gara_model.train", *overrides, "data.num_workers=2", "steps=100000", "save_every=1",
          f"output_dir={run_dir}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        # as from a terminal: a suite started in the background (`cmd &` without job control) ignores SIGINT, and
+        # a Python started with SIGINT ignored keeps ignoring it (Ctrl-C cannot reach a background job either)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert _wait_until(lambda: (run_dir / "adapter.safetensors").exists(), 120), "no first checkpoint"
         workers = _children(trainer.pid)
