@@ -18,7 +18,7 @@ from gara_model.checkpoint import read_adapter_config
 from gara_model.engine.config import load_train_config
 from gara_model.data.synthetic import SyntheticInstances
 from gara_model.engine.batch import TrainItems
-from gara_model.engine import trainer
+from gara_model.engine.checkpointing import save_checkpoint
 from gara_model.engine.distributed import Distributed
 from gara_model.engine.optim import build_optimizer
 from gara_model.engine.trainer import batch_loss, build_training_model, train, train_step
@@ -108,14 +108,12 @@ def test_resume_continues_exactly(tmp_path, monkeypatch):
     """A 4-step run stopped by Ctrl-C right after its step-2 checkpoint, then resumed, ends with the weights of a run
     that was never stopped: same batches, same optimizer state, same place on the (default cosine) schedule."""
     straight, _ = run(tmp_path, "straight", "steps=4", "save_every=2")
-    save = trainer.save_checkpoint
-
     def save_then_ctrl_c_at_step_2(model, optimizer, scaler, step, cfg, run_dir):
-        save(model, optimizer, scaler, step, cfg, run_dir)
+        save_checkpoint(model, optimizer, scaler, step, cfg, run_dir)
         if step == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(trainer, "save_checkpoint", save_then_ctrl_c_at_step_2)
+    monkeypatch.setattr("gara_model.engine.trainer.save_checkpoint", save_then_ctrl_c_at_step_2)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path, "resumed", "steps=4", "save_every=2")
     monkeypatch.undo()
