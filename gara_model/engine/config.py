@@ -38,8 +38,9 @@ class DataConfig:
     corruptions: list = field(default_factory=_robust_seg,
                               metadata={"help": "corruptions drawn per training image (default: the 15 Robust-Seg ones); [] = as is"})
     corruption_severity: int | None = field(default=None, metadata={"help": "ImageNet-C severity (None = random 1-5)"})
-    clear_fraction: float = field(default=0.0625, metadata={"help": "share of training draws left as they are (no corruption); "
-                                                                   "1/16: Robust-Seg holds each image clear beside its 15 degraded copies"})
+    clear_fraction: float = field(default=0.5, metadata={"help": "share of training draws left as they are (no corruption); "
+                                                                "gara: 1/2, keeps clear IoU (docs/model.md); paper: 1/16, "
+                                                                "Robust-Seg holds each image clear beside its 15 degraded copies"})
     eval: list = field(default_factory=lambda: [{"name": "synthetic", "size": 100, "seed": 10_000}])
     eval_corruptions: list = field(default_factory=_eval_corruptions,
                                    metadata={"help": "applied to clear eval images (default: data.corruptions.EVAL_CORRUPTIONS)"})

@@ -9,10 +9,11 @@ def test_defaults_follow_the_paper_but_for_the_named_departures_of_the_recipe():
     assert (cfg.batch_size, cfg.optim.weight_decay, cfg.optim.focal_weight, cfg.optim.dice_weight) == (8, 1e-5, 20.0, 1.0)
     assert cfg.adapter == GaraConfig(variant="gara", ranks=(16, 256), tau=0.5, gating_feature="mean_std")
     assert (cfg.optim.gate_weight_decay, cfg.optim.schedule, cfg.optim.gate_lr_scale) == (0.0, "cosine", 1.0)
-    assert cfg.data.clear_fraction == 1 / 16  # Robust-Seg: each image clear once beside its 15 degraded copies
+    assert cfg.data.clear_fraction == 1 / 2
     paper = load_train_config(overrides=["optim.gate_weight_decay=null", "optim.schedule=constant",
-                                         "adapter.gating_feature=mean"])
+                                         "adapter.gating_feature=mean", "data.clear_fraction=0.0625"])
     assert (paper.optim.gate_weight_decay, paper.optim.schedule, paper.adapter.gating_feature) == (None, "constant", "mean")
+    assert paper.data.clear_fraction == 1 / 16  # Robust-Seg: each image clear once beside its 15 degraded copies
     assert cfg.data.points_per_object == 3
     assert load_train_config(overrides=["model.sam=vit_b"]).lr == 1e-4
     assert load_train_config(overrides=["model.sam=vit_l"]).lr == 1e-5
